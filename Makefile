@@ -1,0 +1,23 @@
+# Quick start: `make demo` (a simulated shop shift), `make test` (the whole suite).
+VENV := .venv
+PY := $(VENV)/bin/python
+
+.PHONY: setup test lint typecheck demo clean
+
+setup:
+	@tools/setup.sh
+
+lint: setup
+	$(PY) -m ruff check .
+
+typecheck: setup
+	$(PY) -m mypy
+
+test: setup lint typecheck
+	$(PY) -m pytest
+
+demo: setup
+	$(VENV)/bin/sim run offline-shift --devices 3
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

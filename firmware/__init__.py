@@ -1,0 +1,1 @@
+"""Handheld firmware: MicroPython for an ESP32-class member-card terminal."""

@@ -1,0 +1,96 @@
+"""The card service: read, verify and write a member card through any Reader.
+
+The handheld holds key B of the application sectors (it must write the purse),
+so it reads and writes with key B: one authentication per sector.
+"""
+
+from firmware.reader import AuthFailed, CardLost
+from protocol import card as layout
+from protocol import mifare
+
+
+class CardService:
+    """Member-card operations on top of a Reader and the HQ master key."""
+
+    def __init__(self, reader, master_key: bytes):
+        self.reader = reader
+        self.master = master_key
+        self._authed = -1  # sector the card is authenticated for, -1 for none
+
+    def present(self) -> bytes | None:
+        """Select the card in the field; its UID or None."""
+        self._authed = -1
+        return self.reader.select()
+
+    def _auth(self, uid: bytes, sector: int) -> None:
+        if self._authed == sector:
+            return
+        self._authed = -1
+        key = layout.sector_keys(self.master, uid, sector)[1]
+        self.reader.authenticate(mifare.first_block(sector), "B", key, uid)
+        self._authed = sector
+
+    def _read(self, uid: bytes, blocks) -> list:
+        self._auth(uid, mifare.sector_of(blocks[0]))
+        return [self.reader.read_block(b) for b in blocks]
+
+    def read(self, uid: bytes) -> dict:
+        """The verified card: identity, current purse, the copy to write next, torn copies."""
+        try:
+            ident_blocks = self._read(uid, layout.IDENTITY_BLOCKS)
+        except AuthFailed:
+            raise self._classify_foreign(uid)
+        ident = layout.decode_identity(self.master, uid, ident_blocks)
+        copies = {}
+        torn = []
+        for copy in ("A", "B"):
+            blocks = self._read(uid, layout.PURSE_BLOCKS[copy])
+            copies[copy] = layout.decode_purse(self.master, uid, ident["card_no"], copy, blocks)
+            if copies[copy] is None and not layout.is_empty_copy(blocks):
+                torn.append(copy)
+        purse, write_copy = layout.choose_purse(copies["A"], copies["B"])
+        return {
+            "uid": uid,
+            "ident": ident,
+            "purse": purse,
+            "copies": copies,
+            "write_copy": write_copy,
+            "torn": torn,
+        }
+
+    def _classify_foreign(self, uid: bytes) -> Exception:
+        """Our keys failed: a factory-blank card, or a card of another system."""
+        self._authed = -1
+        if self.reader.select() != uid:
+            return CardLost("card left the field")
+        try:
+            self.reader.authenticate(mifare.first_block(layout.IDENTITY_SECTOR), "A", mifare.DEFAULT_KEY, uid)
+            blocks = [self.reader.read_block(b) for b in layout.IDENTITY_BLOCKS]
+        except AuthFailed:
+            return layout.UnknownCard("card of another system: our keys do not open it")
+        if blocks[0] == bytes(16):
+            return layout.BlankCard("blank card: not issued yet")
+        return layout.UnknownCard("card with transport keys but foreign data")
+
+    def write_purse(self, card: dict, purse: dict) -> None:
+        """Write purse into the older copy, then read it back; CardLost when it did not stick."""
+        uid = card["uid"]
+        copy = card["write_copy"]
+        blocks = layout.PURSE_BLOCKS[copy]
+        data = layout.encode_purse(self.master, uid, card["ident"]["card_no"], copy, purse)
+        self._auth(uid, mifare.sector_of(blocks[0]))
+        for i in range(2):
+            self.reader.write_block(blocks[i], data[i])
+        if [self.reader.read_block(b) for b in blocks] != data:
+            raise CardLost("purse did not read back as written")
+
+    def issue(self, uid: bytes, ident: dict, balance: int, points: int) -> None:
+        """Personalise a factory-blank card in the field (the transport key opens it)."""
+        current = -1
+        for block, data in layout.issue_writes(self.master, uid, ident, balance, points):
+            sector = mifare.sector_of(block)
+            if sector != current:
+                self.reader.authenticate(mifare.first_block(sector), "A", mifare.DEFAULT_KEY, uid)
+                current = sector
+            self.reader.write_block(block, data)
+        self._authed = -1

@@ -1,0 +1,170 @@
+"""The crash-safe journal: every record the handheld makes, append-only on flash.
+
+Each entry is framed as 0xA5, a 16-bit length, then the record (which carries
+its own CRC-32). A power cut can tear only the last append; opening the journal
+drops such a torn tail and nothing else. Sequence numbers come from the journal
+itself and from the acknowledged seq kept in STATE, so they never repeat, even
+after compaction has removed every record.
+"""
+
+import json
+
+from protocol import record as rec
+
+JOURNAL = "journal.bin"
+STATE = "journal.json"
+MAGIC = 0xA5
+FRAME = 3  # magic + 16-bit length
+MAX_RECORD = 1024
+
+
+def frame(data: bytes) -> bytes:
+    """One journal entry around an encoded record."""
+    return bytes([MAGIC, len(data) >> 8, len(data) & 0xFF]) + data
+
+
+class Journal:
+    """Append records, list what is not yet acknowledged, compact what is."""
+
+    def __init__(self, flash, device_id: str):
+        self.flash = flash
+        self.device_id = device_id
+        self.next_seq = 1
+        self.acked = 0
+        self.end = 0  # byte length of the valid journal
+        self.count = 0
+        self.pending_sales = {}  # type: dict[int, dict]
+        self.bytes_written = 0
+
+    def open(self) -> list:
+        """Scan and repair the journal after boot; the recovery notes, for events."""
+        state = self.flash.read(STATE)
+        if state:
+            self.acked = json.loads(state)["acked"]
+        notes = []
+        self.next_seq = self.acked + 1
+        self.end = 0
+        self.count = 0
+        self.pending_sales = {}
+        offset = 0
+        size = max(self.flash.size(JOURNAL), 0)
+        while offset < size:
+            entry = self._entry_at(offset, size)
+            if entry is None:
+                notes += self._repair(offset, size)
+                break
+            record, length = entry
+            self._index(record)
+            offset += length
+        self.end = max(self.flash.size(JOURNAL), 0)
+        return notes
+
+    def _entry_at(self, offset: int, size: int):
+        head = self.flash.read(JOURNAL, offset, FRAME)
+        if not head or len(head) < FRAME or head[0] != MAGIC:
+            return None
+        length = (head[1] << 8) | head[2]
+        if length > MAX_RECORD or offset + FRAME + length > size:
+            return None
+        try:
+            record = rec.decode(self.flash.read(JOURNAL, offset + FRAME, length))
+        except rec.RecordError:
+            return None
+        return record, FRAME + length
+
+    def _repair(self, bad: int, size: int) -> list:
+        """Drop a torn tail; set aside (never drop) records behind a damaged entry."""
+        resume = self._next_valid(bad + 1, size)
+        if resume < 0:
+            self.flash.truncate(JOURNAL, bad)
+            return [("journal_torn_tail", "dropped a torn last record (%d bytes)" % (size - bad))]
+        # Mid-file damage cannot come from a power cut; keep everything readable.
+        kept = self.flash.read(JOURNAL, 0, bad)
+        offset = resume
+        while offset < size:
+            entry = self._entry_at(offset, size)
+            if entry is None:
+                break
+            record, length = entry
+            kept += self.flash.read(JOURNAL, offset, length)
+            self._index(record)
+            offset += length
+        self.flash.replace(JOURNAL + ".damaged", self.flash.read(JOURNAL) or b"")
+        self.flash.replace(JOURNAL, kept)
+        return [
+            (
+                "journal_damaged",
+                "skipped %d damaged bytes at offset %d; original kept as %s.damaged" % (resume - bad, bad, JOURNAL),
+            )
+        ]
+
+    def _next_valid(self, start: int, size: int) -> int:
+        for offset in range(start, size - FRAME):
+            if self._entry_at(offset, size) is not None:
+                return offset
+        return -1
+
+    def _index(self, record: dict) -> None:
+        self.count += 1
+        if record["seq"] >= self.next_seq:
+            self.next_seq = record["seq"] + 1
+        if record["kind"] == "sale":
+            self.pending_sales[record["seq"]] = record
+        elif record["kind"] == "outcome":
+            self.pending_sales.pop(record["ref"], None)
+
+    def append(self, record: dict, now: int) -> dict:
+        """Give record the next seq and the time, make it durable, and return it."""
+        record["seq"] = self.next_seq
+        record["time"] = now
+        record["device"] = self.device_id
+        data = rec.encode(record)
+        if len(data) > MAX_RECORD:
+            raise rec.RecordError("too_long", "record of %d bytes exceeds %d" % (len(data), MAX_RECORD))
+        entry = frame(data)
+        self.flash.append(JOURNAL, entry)
+        self.bytes_written += len(entry)
+        self.end += len(entry)
+        self.next_seq += 1
+        self._index(record)
+        return record
+
+    def entries(self, after_seq: int = 0):
+        """(seq, record bytes) of every record with seq > after_seq, oldest first."""
+        offset = 0
+        while offset < self.end:
+            entry = self._entry_at(offset, self.end)
+            if entry is None:
+                return
+            record, length = entry
+            if record["seq"] > after_seq:
+                yield record["seq"], self.flash.read(JOURNAL, offset + FRAME, length - FRAME)
+            offset += length
+
+    def records(self, after_seq: int = 0):
+        """Decoded records with seq > after_seq, oldest first."""
+        for _seq, data in self.entries(after_seq):
+            yield rec.decode(data)
+
+    def acknowledge(self, seq: int) -> None:
+        """The hub has committed everything up to seq: remember it, then compact."""
+        if seq <= self.acked:
+            return
+        if seq >= self.next_seq:
+            raise ValueError("ack %d is beyond the last record %d" % (seq, self.next_seq - 1))
+        self.acked = seq
+        self.flash.replace(STATE, json.dumps({"acked": seq}).encode())
+        self.bytes_written += 16
+        self.compact()
+
+    def compact(self) -> None:
+        """Rewrite the journal without acknowledged records, keeping unresolved sales."""
+        kept = []
+        for seq, data in self.entries():
+            if seq > self.acked or seq in self.pending_sales:
+                kept.append(frame(data))
+        blob = b"".join(kept)
+        self.flash.replace(JOURNAL, blob)
+        self.bytes_written += len(blob)
+        self.end = len(blob)
+        self.count = len(kept)

@@ -1,0 +1,120 @@
+"""The sale lifecycle as one table, and the pure decisions the sale flow makes.
+
+idle -> card_read -> items -> confirm -> card_written -> journaled -> receipt
+The sale record is journaled (pending) on the way from confirm to card_written,
+before the card is touched; its outcome is journaled after. A card pulled away
+mid-write leaves the sale unfinished until the card is tapped again.
+"""
+
+IDLE = "idle"
+CARD_READ = "card_read"
+ITEMS = "items"
+CONFIRM = "confirm"
+CARD_WRITTEN = "card_written"
+JOURNALED = "journaled"
+RECEIPT = "receipt"
+UNFINISHED = "unfinished"
+CANCELLED = "cancelled"
+ERROR = "error"
+
+# state -> {event: next state}. Anything else is refused, never guessed.
+TRANSITIONS = {
+    IDLE: {"card": CARD_READ},
+    CARD_READ: {"read_ok": ITEMS, "refused": ERROR, "resolved": RECEIPT},
+    ITEMS: {"add": ITEMS, "remove": ITEMS, "bad_item": ITEMS, "ok": CONFIRM, "cancel": CANCELLED},
+    CONFIRM: {"toggle": CONFIRM, "back": ITEMS, "written": CARD_WRITTEN, "card_lost": UNFINISHED, "refused": ERROR},
+    CARD_WRITTEN: {"journaled": JOURNALED},
+    JOURNALED: {"printed": RECEIPT},
+    UNFINISHED: {"resolved": RECEIPT, "card_lost": UNFINISHED, "abandon": IDLE},
+    RECEIPT: {"done": IDLE, "card": CARD_READ},
+    CANCELLED: {"done": IDLE, "card": CARD_READ},
+    ERROR: {"done": IDLE, "card": CARD_READ},
+}
+
+
+class TransitionError(Exception):
+    """An event that the current state does not accept."""
+
+
+def next_state(state: str, event: str) -> str:
+    """The state after event, by the table."""
+    target = TRANSITIONS.get(state, {}).get(event)
+    if target is None:
+        raise TransitionError("event %r not allowed in state %r" % (event, state))
+    return target
+
+
+def parse_entry(entry: str) -> tuple:
+    """Keypad entry 'ITEM' or 'QTY*ITEM' -> (item_id, qty); ValueError when malformed."""
+    qty = "1"
+    item = entry
+    if "*" in entry:
+        qty, item = entry.split("*", 1)
+    if not qty.isdigit() or not item.isdigit():
+        raise ValueError("enter ITEM or QTY*ITEM, got %r" % entry)
+    return int(item), int(qty)
+
+
+def add_line(lines: list, item_id: int, qty: int) -> list:
+    """Lines with qty more of item_id (a repeated item adds to its line)."""
+    out = []
+    merged = False
+    for line_item, line_qty in lines:
+        if line_item == item_id and not merged:
+            out.append((line_item, line_qty + qty))
+            merged = True
+        else:
+            out.append((line_item, line_qty))
+    if not merged:
+        out.append((item_id, qty))
+    return out
+
+
+def sale_record(card: dict, quote: dict, split: dict, price_list_version: int, firmware: str) -> dict:
+    """The sale record for the journal (seq, time and device are filled in on append)."""
+    purse = card["purse"]
+    ident = card["ident"]
+    record = {
+        "kind": "sale",
+        "card_no": ident["card_no"],
+        "uid": card["uid"].hex(),
+        "counter_before": purse["counter"],
+        "counter_after": purse["counter"] + 1,
+        "member_id": ident["member_id"],
+        "tier": ident["tier"],
+        "discount_bps": quote["discount_bps"],
+        "price_list_version": price_list_version,
+        "firmware": firmware,
+        "lines": quote["lines"],
+        "subtotal": quote["subtotal"],
+        "discount": quote["discount"],
+        "total": quote["total"],
+    }
+    for key in split:
+        record[key] = split[key]
+    return record
+
+
+def purse_after(sale: dict, tag: int) -> dict:
+    """The purse a sale writes to the card."""
+    return {
+        "counter": sale["counter_after"],
+        "balance": sale["balance_after"],
+        "points": sale["points_after"],
+        "tag": tag,
+    }
+
+
+def resolve(sale: dict, card: dict, tag: int) -> str | None:
+    """Did a pending sale's card write land? 'committed', 'voided', or None when unknowable here.
+
+    Our tag at counter_after proves the write landed; the newest copy still at
+    counter_before, or counter_after written by someone else, proves it did not.
+    A card used twice elsewhere since is left to the hub.
+    """
+    for copy in card["copies"].values():
+        if copy is not None and copy["counter"] == sale["counter_after"]:
+            return "committed" if copy["tag"] == tag else "voided"
+    if card["purse"]["counter"] == sale["counter_before"]:
+        return "voided"
+    return None

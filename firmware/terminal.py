@@ -1,0 +1,335 @@
+"""The handheld application: runs the sale flow against the HAL, one poll at a time.
+
+All decisions are in sale.py, protocol/ and screens.py; this module reads keys
+and cards, writes the journal and the card, and shows screens.
+"""
+
+import json
+
+from firmware import sale, screens
+from firmware.cardservice import CardService
+from firmware.journal import Journal
+from firmware.outbox import Outbox
+from firmware.reader import ReaderError
+from firmware.version import FIRMWARE_VERSION
+from protocol import card as layout
+from protocol.pricing import PriceList, PricingError, quote, settle
+
+PRICES = "prices.json"
+CONFIG = "config.json"
+DIGITS = "0123456789*"
+
+
+def load_config(flash) -> dict:
+    """The per-device configuration kept on flash apart from the code."""
+    raw = flash.read(CONFIG)
+    if raw is None:
+        raise ValueError("no %s on flash: provision the device first" % CONFIG)
+    config = json.loads(raw)
+    for key in ("device_id", "master_key"):
+        if key not in config:
+            raise ValueError("%s lacks %r" % (CONFIG, key))
+    return config
+
+
+class Terminal:
+    """One handheld: boot() once, then poll() in the main loop."""
+
+    def __init__(self, reader, flash, clock, display, keypad, config: dict):
+        self.reader = reader
+        self.flash = flash
+        self.clock = clock
+        self.display = display
+        self.keypad = keypad
+        self.device_id = config["device_id"]
+        self.journal = Journal(flash, self.device_id)
+        self.outbox = Outbox(self.journal)
+        self.cards = CardService(reader, bytes.fromhex(config["master_key"]))
+        self.price_list = None  # type: PriceList | None
+        self.state = sale.IDLE
+        self.ctx = {}  # type: dict
+        self.last_uid = None  # type: bytes | None
+        self.reader_ok = False
+        self.notice = ""
+
+    # -- start-up -------------------------------------------------------------
+
+    def boot(self) -> None:
+        """Recover the journal, load prices, wake the reader, show the idle screen."""
+        for code, message in self.journal.open():
+            self.event(code, message)
+        self._load_prices()
+        self._start_reader()
+        if self.journal.pending_sales:
+            self.notice = "Unfinished sale: tap"
+        self.show()
+
+    def _load_prices(self) -> None:
+        raw = self.flash.read(PRICES)
+        try:
+            if raw is None:
+                raise PricingError("no_price_list", "no price list on this handheld")
+            self.price_list = PriceList(json.loads(raw))
+        except (ValueError, PricingError) as exc:
+            self.price_list = None
+            self.event("bad_price_list", str(exc))
+
+    def _start_reader(self) -> None:
+        try:
+            self.reader.start()
+            self.reader_ok = True
+        except ReaderError as exc:
+            self._reader_fault(exc)
+
+    def prices(self) -> PriceList:
+        """The price list in force; a sale never starts without one."""
+        if self.price_list is None:
+            raise PricingError("no_price_list", "no price list on this handheld")
+        return self.price_list
+
+    def _reader_fault(self, exc: Exception) -> None:
+        # Journal a fault once when it starts, not on every poll while it lasts.
+        if self.reader_ok or not self.ctx.get("fault_logged"):
+            self.event("reader_fault", "%s: %s" % (type(exc).__name__, exc))
+            self.ctx["fault_logged"] = True
+        self.reader_ok = False
+        self.notice = "Card reader fault"
+        self.show()
+
+    # -- the main loop ----------------------------------------------------------
+
+    def poll(self) -> bool:
+        """Handle one key or one card tap; False when there was nothing to do."""
+        key = self.keypad.get_key()
+        if key is not None:
+            self.on_key(key)
+            return True
+        if self.state in (sale.IDLE, sale.RECEIPT, sale.CANCELLED, sale.ERROR, sale.UNFINISHED):
+            return self._check_card()
+        return False
+
+    def _check_card(self) -> bool:
+        if not self.reader_ok:
+            self._start_reader()
+            if not self.reader_ok:
+                return False
+        try:
+            uid = self.cards.present()
+        except ReaderError as exc:
+            self._reader_fault(exc)
+            return False
+        if self.notice == "Card reader fault":
+            self.notice = ""
+        if uid is None or uid == self.last_uid:
+            # A card left on the reader after its sale does not start another one.
+            self.last_uid = uid
+            return False
+        self.last_uid = uid
+        self.on_card(uid)
+        return True
+
+    def go(self, event: str) -> None:
+        self.state = sale.next_state(self.state, event)
+        self.show()
+
+    def show(self) -> None:
+        info = {
+            "prices": self.price_list.version if self.price_list else "-",
+            "backlog": self.outbox.backlog(),
+            "notice": self.notice,
+        }
+        self.display.show(screens.render(self.state, self.ctx, info))
+
+    def event(self, code: str, message: str, uid: bytes = b"") -> None:
+        """Journal an event (a refused card, a fault, a repair) for HQ to see."""
+        self.journal.append(
+            {"kind": "event", "code": code, "message": message, "uid": uid.hex()}, self.clock.time()
+        )
+
+    def refuse(self, message: str) -> None:
+        self.ctx = {"error": message}
+        self.go("refused")
+
+    # -- a card is tapped --------------------------------------------------------
+
+    def on_card(self, uid: bytes) -> None:
+        if self.state == sale.UNFINISHED:
+            self._finish(uid)
+            return
+        self.go("card")
+        try:
+            card = self.cards.read(uid)
+        except layout.CardError as exc:
+            self.event(exc.code, exc.message, uid)
+            self.refuse(exc.message)
+            return
+        except ReaderError as exc:
+            self.event("card_read_failed", "%s: %s" % (type(exc).__name__, exc), uid)
+            self.refuse("Card read failed, tap again")
+            self.last_uid = None
+            return
+        if card["torn"]:
+            self.event("torn_purse", "purse copy %s was torn; copy %s used" % (card["torn"][0], card["write_copy"]), uid)
+        if self._resolve_pending(card):
+            return
+        if self.price_list is None:
+            self.refuse("No price list: sync first")
+            return
+        self.ctx = {
+            "card": card,
+            "lines": [],
+            "entry": "",
+            "redeem": False,
+            "use_stored_value": True,
+            "tier_name": self.price_list.tier_name(card["ident"]["tier"]),
+        }
+        self.go("read_ok")
+
+    def _resolve_pending(self, card: dict) -> bool:
+        """Finish sales a power cut or a pulled card left open; True when one was shown."""
+        shown = False
+        for seq in sorted(self.journal.pending_sales):
+            pending = self.journal.pending_sales[seq]
+            if pending["card_no"] != card["ident"]["card_no"]:
+                continue
+            result = sale.resolve(pending, card, layout.txn_tag(self.device_id, seq))
+            if result is None:
+                self.event("sale_unresolved", "sale %d: card moved on, left to the hub" % seq, card["uid"])
+                self.journal.pending_sales.pop(seq)
+                continue
+            self._outcome(pending, result, "resolved on re-tap")
+            shown = True
+        if shown:
+            self.notice = ""
+            self.go("resolved")
+        return shown
+
+    def _outcome(self, pending: dict, result: str, reason: str) -> None:
+        self.journal.append({"kind": "outcome", "ref": pending["seq"], "result": result, "reason": reason}, self.clock.time())
+        if result == "committed":
+            self.ctx = {"receipt": screens.receipt(pending)}
+        else:
+            self.ctx = {"receipt": ["Sale #%d NOT charged" % pending["seq"], "Card unchanged", "Ring it up again"]}
+
+    def _finish(self, uid: bytes) -> None:
+        """The card of an unfinished sale is back: find out whether its write landed."""
+        pending = self.ctx["pending"]
+        try:
+            card = self.cards.read(uid)
+        except (ReaderError, layout.CardError) as exc:
+            self.last_uid = None
+            self.event("card_read_failed", "finishing sale %d: %s" % (pending["seq"], exc), uid)
+            self.show()
+            return
+        if card["ident"]["card_no"] != pending["card_no"]:
+            self.show()
+            return
+        if not self._resolve_pending(card):
+            self.go("abandon")
+
+    # -- keys ----------------------------------------------------------------------
+
+    def on_key(self, key: str) -> None:
+        if self.state == sale.ITEMS:
+            self._items_key(key)
+        elif self.state == sale.CONFIRM:
+            self._confirm_key(key)
+        elif self.state == sale.UNFINISHED and key == "CANCEL":
+            self.event("sale_unresolved", "sale %d left to the hub" % self.ctx["pending"]["seq"])
+            self.go("abandon")
+        elif self.state in (sale.RECEIPT, sale.CANCELLED, sale.ERROR):
+            self.ctx = {}
+            self.go("done")
+
+    def _items_key(self, key: str) -> None:
+        ctx = self.ctx
+        ctx["message"] = ""
+        if key in DIGITS:
+            ctx["entry"] += key
+            self.show()
+        elif key == "ENTER":
+            self._add_entry()
+        elif key == "CLEAR":
+            if ctx["entry"]:
+                ctx["entry"] = ""
+            else:
+                ctx["lines"] = ctx["lines"][:-1]
+            self._reprice()
+            self.go("remove")
+        elif key == "OK" and ctx["lines"]:
+            self._reprice()
+            self.go("ok")
+        elif key == "CANCEL":
+            self.event("sale_cancelled", "cancelled with %d lines" % len(ctx["lines"]), ctx["card"]["uid"])
+            self.go("cancel")
+
+    def _add_entry(self) -> None:
+        ctx = self.ctx
+        entry = ctx["entry"]
+        ctx["entry"] = ""
+        try:
+            item_id, qty = sale.parse_entry(entry)
+            lines = sale.add_line(ctx["lines"], item_id, qty)
+            ctx["subtotal"] = quote(self.prices(), lines, ctx["card"]["ident"]["tier"])["subtotal"]
+        except (ValueError, PricingError) as exc:
+            code = getattr(exc, "code", "bad_entry")
+            ctx["message"] = "Unknown item %s" % entry if code == "unknown_item" else "Bad entry %s" % entry
+            self.event(code, str(exc), ctx["card"]["uid"])
+            self.go("bad_item")
+            return
+        ctx["lines"] = lines
+        self.go("add")
+
+    def _reprice(self) -> None:
+        ctx = self.ctx
+        if not ctx["lines"]:
+            ctx["subtotal"] = 0
+            return
+        purse = ctx["card"]["purse"]
+        ctx["quote"] = quote(self.prices(), ctx["lines"], ctx["card"]["ident"]["tier"])
+        ctx["subtotal"] = ctx["quote"]["subtotal"]
+        redeem = purse["points"] if ctx["redeem"] else 0
+        ctx["split"] = settle(
+            self.prices(), ctx["quote"]["total"], purse["balance"], purse["points"], redeem, ctx["use_stored_value"]
+        )
+
+    def _confirm_key(self, key: str) -> None:
+        if key == "POINTS":
+            self.ctx["redeem"] = not self.ctx["redeem"]
+        elif key == "CASH":
+            self.ctx["use_stored_value"] = not self.ctx["use_stored_value"]
+        elif key == "CANCEL":
+            self.go("back")
+            return
+        elif key == "OK":
+            self._commit()
+            return
+        else:
+            return
+        self._reprice()
+        self.go("toggle")
+
+    def _commit(self) -> None:
+        """Journal the sale, write the card, journal the outcome, show the receipt."""
+        ctx = self.ctx
+        card = ctx["card"]
+        record = sale.sale_record(card, ctx["quote"], ctx["split"], self.prices().version, FIRMWARE_VERSION)
+        try:
+            self.journal.append(record, self.clock.time())
+        except OSError as exc:
+            self.refuse("Journal full: sync first (%s)" % exc)
+            return
+        tag = layout.txn_tag(self.device_id, record["seq"])
+        try:
+            self.cards.write_purse(card, sale.purse_after(record, tag))
+        except ReaderError as exc:
+            # Whether the write landed is unknown until the card is back.
+            self.event("card_lost", "sale %d: %s" % (record["seq"], exc), card["uid"])
+            ctx["pending"] = record
+            self.last_uid = None
+            self.go("card_lost")
+            return
+        self.go("written")
+        self._outcome(record, "committed", "")
+        self.go("journaled")
+        self.go("printed")

@@ -1,0 +1,144 @@
+"""A virtual handheld: the real firmware, a virtual PN532 on a pty, flash in a folder."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+from firmware import sale
+from firmware.journal import Journal
+from firmware.pn532 import PN532
+from firmware.terminal import CONFIG, PRICES, Terminal
+from simulator.mifare_card import MifareClassic1K
+from simulator.pn532_device import VirtualPN532
+from simulator.power import PowerCut, PowerSwitch
+from simulator.serial_uart import SerialUart
+from simulator.vhal import SimClock, SimDisplay, SimFlash, SimKeypad
+
+MAX_POLLS = 200
+
+
+class VirtualHandheld:
+    """One handheld with its card reader, flash, keypad and display; power can be cut."""
+
+    def __init__(
+        self,
+        device_id: str,
+        root: Path,
+        master: bytes,
+        price_list: dict,
+        clock: SimClock | None = None,
+        wire_timing: bool = False,
+        echo: Callable[[list[str]], None] | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.switch = PowerSwitch()
+        self.flash = SimFlash(Path(root) / device_id, self.switch)
+        if self.flash.size(CONFIG) < 0:
+            config = {"device_id": device_id, "master_key": master.hex()}
+            self.flash.provision(CONFIG, json.dumps(config).encode())
+            self.flash.provision(PRICES, json.dumps(price_list).encode())
+        self.config = json.loads(self.flash.read(CONFIG) or b"{}")
+        self.clock = clock or SimClock()
+        self.display = SimDisplay(echo)
+        self.keypad = SimKeypad()
+        self.pn532 = VirtualPN532(wire_timing=wire_timing)
+        self.pn532.card_write_guard = lambda block, data: self.switch.next_write(f"card:write:{block}")
+        self.pn532.start()
+        self.uart = SerialUart(self.pn532.path, check=self.switch.check)
+        self.reader = PN532(self.uart, self.clock)
+        self.terminal = Terminal(self.reader, self.flash, self.clock, self.display, self.keypad, self.config)
+        self.boots = 0
+
+    # -- power -----------------------------------------------------------------
+
+    def boot(self, cut: tuple[int, str] | None = None) -> None:
+        """Power on: a fresh firmware instance on the same flash, as after a reset.
+
+        cut=(n, mode) arms the power switch at the n-th write from this boot on.
+        """
+        self.switch.restore()
+        self.switch.reset_count()
+        if cut is not None:
+            self.switch.arm(*cut)
+        self.pn532.power_on()
+        self.uart.flush_input()
+        self.keypad.queue.clear()
+        self.terminal = Terminal(self.reader, self.flash, self.clock, self.display, self.keypad, self.config)
+        self.boots += 1
+        self.terminal.boot()
+
+    @property
+    def state(self) -> str:
+        return self.terminal.state
+
+    # -- the world around the handheld --------------------------------------------
+
+    def tap(self, card: MifareClassic1K) -> None:
+        self.pn532.place_card(card)
+
+    def remove_card(self) -> None:
+        self.pn532.remove_card()
+
+    def press(self, *keys: str) -> None:
+        self.keypad.press(*keys)
+
+    def run(self, max_polls: int = MAX_POLLS) -> None:
+        """Poll the firmware until it has nothing more to do (PowerCut escapes)."""
+        for _ in range(max_polls):
+            if not self.terminal.poll():
+                return
+
+    def sell(
+        self,
+        card: MifareClassic1K,
+        lines: list[tuple[int, int]],
+        redeem_points: bool = False,
+        pay_cash: bool = False,
+        cancel: bool = False,
+    ) -> str:
+        """Ring up a sale as staff would; the state the handheld ends in (receipt when sold)."""
+        self.tap(card)
+        self.run()
+        if self.state != sale.ITEMS:
+            self.remove_card()
+            self.run()
+            return self.state
+        for item, qty in lines:
+            self.press(*(f"{qty}*{item}" if qty != 1 else str(item)), "ENTER")
+        self.press("CANCEL" if cancel else "OK")
+        if not cancel:
+            if redeem_points:
+                self.press("POINTS")
+            if pay_cash:
+                self.press("CASH")
+            self.press("OK")
+        self.run()
+        final = self.state
+        self.remove_card()
+        self.run()
+        return final
+
+    def journal(self) -> Journal:
+        """The journal as it stands on flash (opened read-only, without repairs)."""
+        return self.terminal.journal
+
+    def close(self) -> None:
+        self.uart.close()
+        self.pn532.stop()
+
+
+def committed_sales(journal: Journal) -> list[dict]:
+    """The sales in a journal whose outcome is committed, in seq order."""
+    sales: dict[int, dict] = {}
+    committed: list[int] = []
+    for record in journal.records():
+        if record["kind"] == "sale":
+            sales[record["seq"]] = record
+        elif record["kind"] == "outcome" and record["result"] == "committed":
+            committed.append(record["ref"])
+    return [sales[seq] for seq in committed]
+
+
+__all__ = ["VirtualHandheld", "committed_sales", "PowerCut"]

@@ -1,0 +1,100 @@
+"""`sim reader`: serve a virtual PN532 with a MIFARE card on a pseudo-terminal."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from types import FrameType
+from typing import Any
+
+from simulator.mifare_card import MifareClassic1K
+from simulator.pn532_device import FAULT_KINDS, VirtualPN532
+
+
+def _random_uid() -> bytes:
+    """A random 4-byte UID; 0x88 is the cascade tag, never a first UID byte."""
+    while True:
+        uid = os.urandom(4)
+        if uid[0] != 0x88:
+            return uid
+
+
+def _parse_fault(text: str) -> tuple[str, int]:
+    """'kind' or 'kind:count' -> (kind, count)."""
+    kind, _, count = text.partition(":")
+    try:
+        n = int(count) if count else 1
+    except ValueError:
+        raise ValueError(f"fault count must be a number: {text!r}") from None
+    return kind.strip(), n
+
+
+def _make_card(card_file: str | None, blank: bool) -> tuple[MifareClassic1K, str]:
+    """The card to place and a word on where it came from."""
+    if card_file is not None and not blank and os.path.exists(card_file):
+        return MifareClassic1K.load(card_file), f"loaded from {card_file}"
+    return MifareClassic1K.blank(_random_uid()), "blank"
+
+
+def run_reader(card_file: str | None, blank: bool, wire_timing: bool, faults: list[str]) -> int:
+    """Serve until SIGINT/SIGTERM; the device path is the first line printed.
+
+    card_file: a card saved as JSON; loaded if it exists (unless blank, which
+    replaces it), created blank otherwise, and saved back on exit with its writes. blank: a new blank card with a random
+    UID. Neither: an empty field. faults: 'kind' or 'kind:count' with a kind of
+    FAULT_KINDS, applied to the first commands.
+    """
+    try:
+        parsed = [_parse_fault(f) for f in faults]
+        for kind, _ in parsed:
+            if kind not in FAULT_KINDS:
+                raise ValueError(f"unknown fault {kind!r}; kinds: {', '.join(FAULT_KINDS)}")
+        card, origin = _make_card(card_file, blank)
+    except (ValueError, OSError, KeyError) as e:
+        print(f"sim reader: {e}", file=sys.stderr)
+        return 2
+    device = VirtualPN532(card, wire_timing=wire_timing)
+    for kind, count in parsed:
+        device.inject(kind, count)
+    stop = threading.Event()
+    restore = _install_handlers(stop)
+    device.start()
+    try:
+        print(device.path, flush=True)
+        if card is None:
+            print("card: none (empty field)", flush=True)
+        else:
+            print(f"card: MIFARE Classic 1K uid={card.uid.hex()} ({origin})", flush=True)
+        while not stop.wait(0.2):
+            pass
+    except KeyboardInterrupt:
+        pass
+    finally:
+        restore()
+        device.stop()
+        if card is not None and card_file is not None:
+            card.save(card_file)
+    return 0
+
+
+def _install_handlers(stop: threading.Event) -> Callable[[], None]:
+    """Make SIGINT/SIGTERM set stop; returns a function restoring the old handlers."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    old: dict[signal.Signals, Any] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            old[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: rely on KeyboardInterrupt
+            pass
+
+    def restore() -> None:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+    return restore

@@ -1,0 +1,129 @@
+"""The journal on virtual flash: append, torn tails, damage, seq that never repeats, compaction."""
+
+import pytest
+
+from firmware.journal import JOURNAL, Journal
+from firmware.outbox import Outbox
+from simulator.power import PowerCut, PowerSwitch
+from simulator.vhal import SimFlash
+
+
+def event(code="x"):
+    return {"kind": "event", "code": code, "message": "m", "uid": ""}
+
+
+def sale(seq_hint=0):
+    return {
+        "kind": "sale", "card_no": "9000000000000001", "uid": "01020304", "counter_before": seq_hint,
+        "counter_after": seq_hint + 1, "member_id": 1, "tier": 0, "discount_bps": 0, "price_list_version": 1,
+        "firmware": "t", "lines": [{"item": 1, "qty": 1, "price": 100}], "subtotal": 100, "discount": 0,
+        "total": 100, "points_redeemed": 0, "points_value": 0, "stored_value": 100, "cash": 0,
+        "points_earned": 1, "balance_after": 0, "points_after": 1,
+    }
+
+
+@pytest.fixture
+def flash(tmp_path):
+    return SimFlash(tmp_path, PowerSwitch())
+
+
+def opened(flash):
+    journal = Journal(flash, "hh-t")
+    notes = journal.open()
+    return journal, notes
+
+
+def test_append_and_reopen(flash):
+    journal, notes = opened(flash)
+    assert notes == []
+    for i in range(5):
+        journal.append(event(str(i)), now=100 + i)
+    again, notes = opened(flash)
+    assert notes == []
+    assert [(r["seq"], r["code"], r["time"]) for r in again.records()] == [(i + 1, str(i), 100 + i) for i in range(5)]
+    assert again.next_seq == 6
+
+
+@pytest.mark.parametrize("mode", ["before", "torn", "after"])
+def test_power_cut_during_append(flash, mode):
+    journal, _ = opened(flash)
+    journal.append(event("a"), now=1)
+    flash.switch.reset_count()
+    flash.switch.arm(0, mode)
+    with pytest.raises(PowerCut):
+        journal.append(event("b"), now=2)
+    flash.switch.restore()
+    again, notes = opened(flash)
+    codes = [r["code"] for r in again.records()]
+    if mode == "after":
+        assert codes == ["a", "b"] and notes == []
+    else:
+        assert codes == ["a"]
+        assert [n[0] for n in notes] == (["journal_torn_tail"] if mode == "torn" else [])
+    again.append(event("c"), now=3)
+    seqs = [r["seq"] for r in again.records()]
+    assert seqs == sorted(set(seqs))
+
+
+def test_every_torn_length_drops_only_the_last_record(flash, tmp_path):
+    journal, _ = opened(flash)
+    for i in range(3):
+        journal.append(event(str(i)), now=i)
+    whole = (tmp_path / JOURNAL).read_bytes()
+    _seq, last = next(journal.entries(2))
+    size_without_last = len(whole) - (3 + len(last))
+    for cut in range(size_without_last + 1, len(whole)):
+        (tmp_path / JOURNAL).write_bytes(whole[:cut])
+        again, notes = opened(flash)
+        assert [r["code"] for r in again.records()] == ["0", "1"], cut
+        assert notes and notes[0][0] == "journal_torn_tail"
+        assert (tmp_path / JOURNAL).stat().st_size == size_without_last
+
+
+def test_damage_in_the_middle_keeps_the_records_behind_it(flash, tmp_path):
+    journal, _ = opened(flash)
+    for i in range(4):
+        journal.append(event(str(i)), now=i)
+    data = bytearray((tmp_path / JOURNAL).read_bytes())
+    data[30] ^= 0xFF  # inside the second record
+    (tmp_path / JOURNAL).write_bytes(bytes(data))
+    again, notes = opened(flash)
+    assert [n[0] for n in notes] == ["journal_damaged"]
+    assert [r["code"] for r in again.records()] == ["0", "2", "3"]
+    assert (tmp_path / (JOURNAL + ".damaged")).read_bytes() == bytes(data)
+    assert again.next_seq == 5
+
+
+def test_seq_survives_compaction_of_everything(flash):
+    journal, _ = opened(flash)
+    for _ in range(3):
+        journal.append(event(), now=0)
+    Outbox(journal).acknowledge(3)
+    assert list(journal.records()) == []
+    again, _ = opened(flash)
+    assert again.append(event(), now=0)["seq"] == 4
+
+
+def test_outbox_batches_and_acknowledges(flash):
+    journal, _ = opened(flash)
+    for i in range(20):
+        journal.append(sale(i), now=0)
+    outbox = Outbox(journal)
+    batch = outbox.batch(max_bytes=400)
+    assert [seq for seq, _ in batch] == [1, 2, 3]
+    assert sum(len(d) for _, d in batch) <= 400
+    outbox.acknowledge(3)
+    assert outbox.backlog() == 17
+    assert outbox.batch(max_bytes=400)[0][0] == 4
+    with pytest.raises(ValueError):
+        outbox.acknowledge(99)
+
+
+def test_compaction_keeps_pending_sales(flash):
+    journal, _ = opened(flash)
+    journal.append(sale(), now=0)  # seq 1, no outcome yet
+    journal.append(event(), now=0)
+    journal.acknowledge(2)
+    again, _ = opened(flash)
+    assert [r["seq"] for r in again.records()] == [1]
+    assert 1 in again.pending_sales
