@@ -1,19 +1,30 @@
 """PN532 driver over HSU (UART), per NXP's PN532 User Manual UM0701-02 (Rev. 02).
 
-MicroPython-compatible: imports only firmware.hal / firmware.reader and builtins.
+MicroPython-compatible: imports only firmware.reader and builtins (the UART and the
+clock are firmware.hal objects passed in); annotations only, no typing at run time.
 
 Manual sections used:
-* 6.2.1.1 normal information frame, 6.2.1.2 extended information frame,
-  6.2.1.3 ACK, 6.2.1.4 NACK (host to PN532 only), 6.2.1.5 error frame;
-* 6.2.2 dialog structure: command, ACK, response; an ACK from the host aborts the
-  command in progress; 6.2.3: the host resends a command whose ACK does not come;
+* 6.2.1.1 normal information frame, 6.2.1.2 extended information frame (LEN > 255),
+  6.2.1.3 ACK, 6.2.1.4 NACK (only ever sent by the host), 6.2.1.5 error frame,
+  6.2.1.6 preamble/postamble (any number of 0x00: skipped here like noise);
+* 6.2.2 dialog: command, ACK, response; an ACK from the host aborts the command in
+  progress; 6.2.3: a host that sees no ACK resends the command;
 * 7.1 error codes of the status byte (status & 0x3F; bit 6 MI, bit 7 NAD);
-* 7.2.2 GetFirmwareVersion, 7.2.10 SAMConfiguration, 7.3.1 RFConfiguration
-  (CfgItem 0x05 MaxRetries), 7.3.5 InListPassiveTarget, 7.3.8 InDataExchange;
-* 7.2.11 / HSU wake-up: 0x55 0x55 and zeros, then SAMConfiguration.
+* 7.2.2 GetFirmwareVersion, 7.2.10 SAMConfiguration, 7.2.11 PowerDown (waking the
+  HSU: 0x55 0x55 and zeros, then SAMConfiguration), 7.3.1 RFConfiguration (CfgItem
+  0x05 MaxRetries), 7.3.5 InListPassiveTarget, 7.3.8 InDataExchange.
 
 MIFARE Classic commands inside InDataExchange: 0x60/0x61 authenticate with key A/B
 (block, key, the last 4 UID bytes), 0x30 read, 0xA0 write 16 bytes.
+
+Status bytes become reader errors: 0x14 AuthFailed; 0x01 (the target did not answer:
+gone, or halted after a failed authentication) and 0x2B (card disappeared) CardLost;
+anything else PN532StatusError with the code and its name from the 7.1 table. A
+MIFARE read/write refused by the access bits comes back as 0x13 (the card's 4-bit
+NAK is not a valid frame; libnfc's mifare.c documents the same observation).
+
+Timeouts use clock.ticks_ms() differences; a wait longer than any timeout is taken
+as a wrapped tick counter and ends the wait.
 """
 
 from firmware.reader import AuthFailed, CardLost, Reader, ReaderError, ReaderProtocolError, ReaderTimeout
@@ -105,7 +116,7 @@ class PN532StatusError(ReaderError):
     def __init__(self, code: int, name: str = "") -> None:
         self.code = code
         self.name = name or STATUS_NAMES.get(code, "unknown error")
-        ReaderError.__init__(self, "PN532 status 0x%02X: %s" % (code, self.name))
+        super().__init__("PN532 status 0x%02X: %s" % (code, self.name))
 
 
 def _checksum(data) -> int:
@@ -221,6 +232,8 @@ class FrameParser:
 
     def _skip(self, n: int) -> None:
         """Drop n bytes that belong to no frame, counting the non-zero ones as noise."""
+        if n <= 0:
+            return
         # Zeros are preambles and postambles (6.2.1.6); anything else is line noise.
         for b in self._buf[:n]:
             if b:
@@ -229,16 +242,27 @@ class FrameParser:
 
     def _parse_one(self):
         """The next event from the buffer, or None when more bytes are needed."""
+        if not self._sync():
+            return None
+        head = self._header()
+        if head is None or isinstance(head, Event):
+            return head
+        return self._body(head[0], head[1])
+
+    def _sync(self) -> bool:
+        """Drop bytes before the first start code 00 FF; whether there is one."""
         buf = self._buf
         i = buf.find(b"\x00\xff")
         if i < 0:
             # Keep a trailing 0x00: it may start the next start code.
-            keep = 1 if buf and buf[-1] == 0 else 0
-            self._skip(len(buf) - keep)
-            return None
-        if i:
-            self._skip(i)
-            buf = self._buf
+            self._skip(len(buf) - (1 if buf and buf[-1] == 0 else 0))
+            return False
+        self._skip(i)
+        return True
+
+    def _header(self):
+        """ACK/NACK/bad-LCS Event, (length, header size), or None when incomplete."""
+        buf = self._buf
         if len(buf) < 4:
             return None
         ln, lcs = buf[2], buf[3]
@@ -251,23 +275,22 @@ class FrameParser:
         if ln == 0xFF and lcs == 0xFF:
             if len(buf) < 7:
                 return None
-            if (buf[4] + buf[5] + buf[6]) & 0xFF:
-                self._consume(1)
-                return Event(EV_BAD, why="LCS")
-            length, head = buf[4] * 256 + buf[5], 7
+            length, lsum, size = buf[4] * 256 + buf[5], buf[4] + buf[5] + buf[6], 7
         else:
-            if (ln + lcs) & 0xFF:
-                self._consume(1)
-                return Event(EV_BAD, why="LCS")
-            length, head = ln, 4
-        if length == 0 or length > MAX_DATA:
-            self._consume(head)
-            return Event(EV_BAD, why="length")
-        end = head + length
-        if len(buf) < end + 1:
+            length, lsum, size = ln, ln + lcs, 4
+        if lsum & 0xFF or length == 0 or length > MAX_DATA:
+            # The length cannot be trusted: resynchronise one byte later.
+            self._consume(1)
+            return Event(EV_BAD, why="LCS" if lsum & 0xFF else "length")
+        return (length, size)
+
+    def _body(self, length: int, size: int):
+        """The frame after a valid header: frame, error or bad-DCS Event, or None."""
+        end = size + length
+        if len(self._buf) < end + 1:
             return None
-        body = bytes(buf[head:end])
-        dcs = buf[end]
+        body = bytes(self._buf[size:end])
+        dcs = self._buf[end]
         self._consume(end + 1)
         if (sum(body) + dcs) & 0xFF:
             return Event(EV_BAD, why="DCS")
@@ -310,6 +333,7 @@ class PN532(Reader):
         self.frames_received = 0
         self._parser = FrameParser()
         self._events: list = []
+        self._nacks = 0
         self._tg = 1
 
     # -- public commands -------------------------------------------------------------
@@ -341,7 +365,7 @@ class PN532(Reader):
             raise ValueError("passive_activation is one byte")
         self._command(CMD_RF_CONFIGURATION, bytes([RF_CFG_MAX_RETRIES, 0xFF, 0x01, passive_activation]))
 
-    def select(self):
+    def select(self) -> bytes | None:
         """InListPassiveTarget, one 106 kbps type A target: its UID, or None.
 
         A PN532 retries forever by default (MxRtyPassiveActivation 0xFF): call
@@ -438,7 +462,7 @@ class PN532(Reader):
 
     def _await_response(self, cmd: int) -> bytes:
         """Wait for cmd's response; NACK garbled ones (bounded); abort on silence."""
-        nacks = 0
+        self._nacks = 0
         junk = False
         noise0 = self._parser.noise
         deadline = self.clock.ticks_ms() + self.response_timeout_ms
@@ -448,29 +472,32 @@ class PN532(Reader):
                 return ev.data
             if ev is not None and ev.kind == EV_ERROR:
                 raise ReaderProtocolError("PN532 error frame (syntax error) for command 0x%02X" % cmd)
-            if ev is not None and ev.kind == EV_ACK:
-                continue  # a repeated ACK
-            if ev is not None and ev.kind != EV_BAD:
-                junk = True  # a stale answer: keep waiting, NACK at the deadline
+            if ev is not None and ev.kind in (EV_ACK, EV_NACK, EV_FRAME):
+                junk = junk or ev.kind != EV_ACK  # a stale frame: NACK it at the deadline
                 continue
             if ev is None and not (junk or self._parser.noise > noise0 or self._parser.in_frame()):
-                # Silence: abort the command (an ACK from the host, 6.2.2).
-                self._write(ACK)
+                self._write(ACK)  # silence: abort the command (6.2.2)
                 raise ReaderTimeout("no response to command 0x%02X" % cmd)
-            if nacks >= self.retries:
-                self._write(ACK)
-                raise ReaderProtocolError("garbled response to command 0x%02X" % cmd)
-            nacks += 1
-            self._restart_input()
-            self._write(NACK)
+            self._ask_again(cmd)  # a bad frame, or noise then silence
             junk, noise0 = False, 0
             deadline = self.clock.ticks_ms() + self.response_timeout_ms
 
+    def _ask_again(self, cmd: int) -> None:
+        """NACK a garbled response (6.2.1.4), or abort and give up after retries NACKs."""
+        if self._nacks >= self.retries:
+            self._write(ACK)
+            raise ReaderProtocolError("garbled response to command 0x%02X" % cmd)
+        self._nacks += 1
+        self._restart_input()
+        self._write(NACK)
+
     def _next_event(self, deadline: int):
         """The next parsed event, or None once the clock passes deadline."""
+        longest = max(self.timeout_ms, self.response_timeout_ms)
         while not self._events:
             left = deadline - self.clock.ticks_ms()
-            if left <= 0:
+            # More than a whole timeout left means the tick counter wrapped: time is up.
+            if left <= 0 or left > longest:
                 return None
             chunk = self.uart.read(self._parser.needed(), left)
             if chunk:

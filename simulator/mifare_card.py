@@ -10,7 +10,13 @@ Behaviour follows NXP's MF1S50yyX/V1 data sheet:
 * if key B is readable in a sector trailer (conditions 000, 010, 001), key B "cannot
   serve for authentication": the authentication itself goes through, but the card
   refuses every memory access that follows (data sheet section 8.7.2);
-* block 0 (manufacturer block) is read-only.
+* block 0 (manufacturer block) is read-only;
+* a sector whose access bits are inconsistent is blocked for good: every
+  authentication to it fails.
+
+Model choices where the data sheet is silent: a trailer write stores only the parts
+(key A; access bits + GPB; key B) that the key may write and keeps the others, and
+is NAKed only when no part is writable; a refused operation halts the card.
 """
 
 from __future__ import annotations

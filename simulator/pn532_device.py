@@ -12,13 +12,28 @@ thread serves the other end. What it does, and where a real PN532 differs:
 * Unknown commands and malformed parameters get ACK + the error frame (6.2.1.5).
 * InListPassiveTarget without a card answers NbTg=0 at once, unless
   MxRtyPassiveActivation is 0xFF (the power-on default), when it waits for a card
-  or an abort. A real one spends about a millisecond per retry; only UART timing is
-  modelled (``wire_timing``), so ``rf_delay_ms`` defaults to 0.
+  or an abort. A real one spends RF time on each retry and card command; only the
+  UART is timed here (``wire_timing``), so ``rf_delay_ms`` defaults to 0.
 * InDataExchange status bytes (7.1): 0x14 when MIFARE authentication fails (also on
   a card halted by an earlier failure), 0x13 when the card NAKs a read/write (access
   bits, block 0, wrong sector: libnfc reports this case as "Invalid received frame"),
   0x01 when the card does not answer (removed, swapped, halted), 0x27 when no target
   is active (nothing listed since power-on or since the last empty InListPassiveTarget).
+
+Faults (``inject``), each consumed by one command unless said otherwise:
+``no_answer`` swallows it (no ACK, no response); ``nack`` answers it with a NACK
+instead of ACK + response; ``card_removed`` takes the card out of the field just
+before the next InListPassiveTarget/InDataExchange. ``garbage`` counts response transmissions, not
+commands: the command runs, but its response (and each resend asked for by a host
+NACK, until the count is used up) goes out as random bytes. So ``garbage`` once is
+line noise a NACK recovers from; more than the driver's retries makes it give up.
+
+Power: before a MIFARE write is applied, ``card_write_guard(block, data)`` decides:
+'ok' (write, answer), 'before' (no write), 'torn' (the first ``torn_bytes`` bytes
+land, see MifareClassic1K.write_torn), 'after' (write); for the last three the power
+dies before the response. Unpowered, the device reads and drops everything until
+``power_on()``, which restores power-on defaults (MxRtyPassiveActivation 0xFF, no
+target) and resets the card's field state.
 """
 
 from __future__ import annotations
@@ -78,7 +93,13 @@ _CARD_COMMANDS = (CMD_IN_LIST_PASSIVE_TARGET, CMD_IN_DATA_EXCHANGE)
 
 
 class VirtualPN532:
-    """The PN532 end of a serial line, with a virtual MIFARE card in its field."""
+    """The PN532 end of a serial line, with a virtual MIFARE card in its field.
+
+    wire_timing: every byte costs 10 bits at baud, both ways (the response waits
+    until the command would have arrived, then streams at that rate). rng seeds the
+    garbage fault. Counters: commands (information frames received), bytes_in,
+    bytes_out. A crash of the serving thread is re-raised by stop().
+    """
 
     def __init__(
         self,
@@ -195,7 +216,7 @@ class VirtualPN532:
     # -- fault injection ---------------------------------------------------------------
 
     def inject(self, kind: str, count: int = 1) -> None:
-        """Make the next count commands misbehave: see FAULT_KINDS."""
+        """Make the next count commands (garbage: responses) misbehave; kinds in FAULT_KINDS."""
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault {kind!r}; kinds: {', '.join(FAULT_KINDS)}")
         if count < 1:
@@ -255,7 +276,7 @@ class VirtualPN532:
             self._waiting_select = False  # abort (6.2.2)
         elif ev.kind == EV_NACK:
             if self._last_response is not None:
-                self._send(self._last_response)
+                self._send_response(self._last_response)
         elif ev.kind == EV_FRAME and ev.tfi == TFI_HOST:
             self.commands += 1
             self._on_command(ev.code, ev.data)
@@ -277,6 +298,10 @@ class VirtualPN532:
         if response is None or not self._powered:
             return
         self._last_response = response
+        self._send_response(response)
+
+    def _send_response(self, response: bytes) -> None:
+        """Send a response frame, or random bytes in its place while garbage is injected."""
         if self._take_fault("garbage"):
             self._send(bytes(self.rng.randrange(256) for _ in range(self.rng.randint(4, 24))))
         else:

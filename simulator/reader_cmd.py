@@ -29,6 +29,8 @@ def _parse_fault(text: str) -> tuple[str, int]:
         n = int(count) if count else 1
     except ValueError:
         raise ValueError(f"fault count must be a number: {text!r}") from None
+    if n < 1:
+        raise ValueError(f"fault count must be at least 1: {text!r}")
     return kind.strip(), n
 
 
@@ -42,10 +44,11 @@ def _make_card(card_file: str | None, blank: bool) -> tuple[MifareClassic1K, str
 def run_reader(card_file: str | None, blank: bool, wire_timing: bool, faults: list[str]) -> int:
     """Serve until SIGINT/SIGTERM; the device path is the first line printed.
 
-    card_file: a card saved as JSON; loaded if it exists (unless blank, which
-    replaces it), created blank otherwise, and saved back on exit with its writes. blank: a new blank card with a random
-    UID. Neither: an empty field. faults: 'kind' or 'kind:count' with a kind of
-    FAULT_KINDS, applied to the first commands.
+    card_file: a card saved as JSON, loaded if it exists, created blank
+    otherwise, and saved back on exit with the writes it received. blank (also
+    the default without card_file): a new blank card with a random UID; with
+    card_file it replaces the saved card. faults: 'kind' or 'kind:count' with a
+    kind of FAULT_KINDS, applied to the first commands.
     """
     try:
         parsed = [_parse_fault(f) for f in faults]
@@ -64,10 +67,7 @@ def run_reader(card_file: str | None, blank: bool, wire_timing: bool, faults: li
     device.start()
     try:
         print(device.path, flush=True)
-        if card is None:
-            print("card: none (empty field)", flush=True)
-        else:
-            print(f"card: MIFARE Classic 1K uid={card.uid.hex()} ({origin})", flush=True)
+        print(f"card: MIFARE Classic 1K uid={card.uid.hex()} ({origin})", flush=True)
         while not stop.wait(0.2):
             pass
     except KeyboardInterrupt:
@@ -75,7 +75,7 @@ def run_reader(card_file: str | None, blank: bool, wire_timing: bool, faults: li
     finally:
         restore()
         device.stop()
-        if card is not None and card_file is not None:
+        if card_file is not None:
             card.save(card_file)
     return 0
 

@@ -171,6 +171,13 @@ def test_garbage_response_is_recovered_with_a_nack(rig: Rig) -> None:
     assert rig.reader.frames_sent - sent == 2  # the command, then a NACK
 
 
+def test_garbage_beyond_retries_is_a_protocol_error_then_recovers(rig: Rig) -> None:
+    rig.device.inject("garbage", 3)  # the response and both resends the driver asks for
+    with pytest.raises(ReaderProtocolError):
+        rig.reader.get_firmware_version()
+    assert rig.reader.get_firmware_version()[0] == 0x32
+
+
 def test_card_removed_mid_transaction_is_card_lost(rig: Rig) -> None:
     open_sector_1(rig)
     rig.device.inject("card_removed")
@@ -237,8 +244,9 @@ def test_wire_timing_costs_at_least_the_byte_time() -> None:
         start = time.monotonic()
         assert r.reader.get_firmware_version()[0] == 0x32
         elapsed = time.monotonic() - start
-        # Command 9 bytes in, ACK 6 and response 13 bytes out, 10 bits each.
-        assert elapsed >= (9 + 6 + 13) * 10 / baud
+        # Command 9 bytes in, ACK 6 out, then the response up to its DCS (12 of its
+        # 13 bytes: the driver does not wait for the postamble), 10 bits a byte.
+        assert elapsed >= (9 + 6 + 12) * 10 / baud
     finally:
         close_rig(r)
 
