@@ -39,7 +39,7 @@ class CardError(Exception):
     code = "card_error"
 
     def __init__(self, message: str):
-        Exception.__init__(self, message)
+        super().__init__(message)
         self.message = message
 
 

@@ -14,7 +14,7 @@ class PricingError(ValueError):
     """A price list or a sale that the rules refuse; .code names the reason."""
 
     def __init__(self, code: str, message: str):
-        ValueError.__init__(self, message)
+        super().__init__(message)
         self.code = code
         self.message = message
 

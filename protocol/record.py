@@ -52,7 +52,7 @@ class RecordError(ValueError):
     """Bytes that are not a valid record, or a record that cannot be encoded; .code says why."""
 
     def __init__(self, code: str, message: str):
-        ValueError.__init__(self, message)
+        super().__init__(message)
         self.code = code
         self.message = message
 
