@@ -30,11 +30,20 @@ def apply_bps(amount: int, bps: int) -> int:
 
 
 def _int_field(doc: dict, key: str, where: str, lo: int, hi: int) -> int:
+    if not isinstance(doc, dict):
+        raise PricingError("bad_price_list", "%s must be an object, got %r" % (where, doc))
     value = doc.get(key)
     if type(value) is not int or value < lo or value > hi:
         raise PricingError(
             "bad_price_list", "%s: %s must be a whole number from %d to %d, got %r" % (where, key, lo, hi, value)
         )
+    return value
+
+
+def _list(doc: dict, key: str) -> list:
+    value = doc.get(key) or []
+    if not isinstance(value, list):
+        raise PricingError("bad_price_list", "price list: %s must be a list" % key)
     return value
 
 
@@ -45,9 +54,9 @@ class PriceList:
         if not isinstance(doc, dict):
             raise PricingError("bad_price_list", "price list must be an object")
         self.version = _int_field(doc, "version", "price list", 1, 0xFFFFFFFF)
-        self.currency = doc.get("currency", "EUR")
+        self.currency = str(doc.get("currency", "EUR"))
         self.items = {}  # type: dict[int, dict]
-        for item in doc.get("items") or []:
+        for item in _list(doc, "items"):
             where = "item %r" % (item.get("id") if isinstance(item, dict) else item)
             if not isinstance(item, dict):
                 raise PricingError("bad_price_list", where + ": must be an object")
@@ -67,7 +76,7 @@ class PriceList:
         if not self.items:
             raise PricingError("bad_price_list", "price list has no items")
         self.tiers = {}  # type: dict[int, dict]
-        for tier in doc.get("tiers") or [{"tier": 0, "name": "Member", "discount_bps": 0}]:
+        for tier in _list(doc, "tiers") or [{"tier": 0, "name": "Member", "discount_bps": 0}]:
             number = _int_field(tier, "tier", "tier", 0, 255)
             self.tiers[number] = {
                 "tier": number,

@@ -74,6 +74,12 @@ class _Writer:
             raise RecordError("bad_field", "%s must be text, got %r" % (field, value))
         self.blob(value.encode(), field)
 
+    def hex(self, value: str, field: str) -> None:
+        try:
+            self.blob(bytes.fromhex(value), field)
+        except (ValueError, TypeError):
+            raise RecordError("bad_field", "%s must be hex, got %r" % (field, value))
+
     def blob(self, value: bytes, field: str) -> None:
         if len(value) > 255:
             raise RecordError("bad_field", "%s is longer than 255 bytes" % field)
@@ -128,7 +134,7 @@ def encode(record: dict) -> bytes:
     else:
         out.text(record["code"], "code")
         out.text(_clip(record.get("message", ""), 200), "message")
-        out.blob(bytes.fromhex(record.get("uid", "")), "uid")
+        out.hex(record.get("uid", ""), "uid")
     body = b"".join(out.parts)
     return body + struct.pack(">I", crc32(body))
 
@@ -151,7 +157,7 @@ def _encode_sale(out: _Writer, record: dict) -> None:
     except ValueError as exc:
         raise RecordError("bad_field", str(exc))
     out.pack(">Q", number)
-    out.blob(bytes.fromhex(record["uid"]), "uid")
+    out.hex(record["uid"], "uid")
     out.pack(
         ">IIIBHI",
         record["counter_before"],

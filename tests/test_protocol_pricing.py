@@ -98,6 +98,26 @@ def test_every_sale_balances_to_the_cent(lines, tier, balance, points, redeem, u
     assert verify_sale(pl, sale, balance, points) == []
 
 
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 10**8) | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["id", "name", "price", "tier"]), inner),
+    max_leaves=12,
+)
+
+
+@given(
+    doc=st.fixed_dictionaries(
+        {"version": json_values, "items": json_values},
+        optional={"tiers": json_values, "points": json_values, "currency": json_values},
+    )
+)
+def test_any_json_is_a_price_list_or_a_clear_error(doc):
+    try:
+        PriceList(doc)
+    except PricingError as exc:
+        assert exc.code == "bad_price_list" and exc.message
+
+
 def test_verify_sale_catches_a_wrong_total():
     pl = PriceList(DOC)
     q = quote(pl, [(1, 1)], 0)

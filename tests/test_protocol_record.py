@@ -73,6 +73,9 @@ def test_encode_refuses_values_that_do_not_fit():
         record.encode(dict(SALE, card_no="12"))
     with pytest.raises(record.RecordError):
         record.encode(dict(SALE, kind="refund"))
+    with pytest.raises(record.RecordError) as err:
+        record.encode(dict(SALE, uid="not hex"))
+    assert "uid" in str(err.value)
 
 
 def test_long_event_messages_are_clipped_not_refused():
