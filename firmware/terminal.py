@@ -18,6 +18,7 @@ from protocol.pricing import PriceList, PricingError, quote, settle
 PRICES = "prices.json"
 CONFIG = "config.json"
 DIGITS = "0123456789*"
+READER_FAULT = "Card reader fault"
 
 
 def load_config(flash) -> dict:
@@ -49,7 +50,7 @@ class Terminal:
         self.state = sale.IDLE
         self.ctx = {}  # type: dict
         self.last_uid = None  # type: bytes | None
-        self.reader_ok = False
+        self.reader_ok = None  # type: bool | None  # None until the reader first answers
         self.notice = ""
 
     # -- start-up -------------------------------------------------------------
@@ -89,11 +90,10 @@ class Terminal:
 
     def _reader_fault(self, exc: Exception) -> None:
         # Journal a fault once when it starts, not on every poll while it lasts.
-        if self.reader_ok or not self.ctx.get("fault_logged"):
+        if self.reader_ok is not False:
             self.event("reader_fault", "%s: %s" % (type(exc).__name__, exc))
-            self.ctx["fault_logged"] = True
         self.reader_ok = False
-        self.notice = "Card reader fault"
+        self.notice = READER_FAULT
         self.show()
 
     # -- the main loop ----------------------------------------------------------
@@ -118,7 +118,7 @@ class Terminal:
         except ReaderError as exc:
             self._reader_fault(exc)
             return False
-        if self.notice == "Card reader fault":
+        if self.notice == READER_FAULT:
             self.notice = ""
         if uid is None or uid == self.last_uid:
             # A card left on the reader after its sale does not start another one.
@@ -194,22 +194,25 @@ class Terminal:
                 continue
             result = sale.resolve(pending, card, layout.txn_tag(self.device_id, seq))
             if result is None:
-                self.event("sale_unresolved", "sale %d: card moved on, left to the hub" % seq, card["uid"])
-                self.journal.pending_sales.pop(seq)
+                self._settle(pending, "unknown", "card used elsewhere since: left to the hub")
                 continue
-            self._outcome(pending, result, "resolved on re-tap")
+            self._settle(pending, result, "resolved on re-tap")
+            self.ctx = {"receipt": self._receipt(pending, result)}
             shown = True
         if shown:
             self.notice = ""
             self.go("resolved")
         return shown
 
-    def _outcome(self, pending: dict, result: str, reason: str) -> None:
-        self.journal.append({"kind": "outcome", "ref": pending["seq"], "result": result, "reason": reason}, self.clock.time())
+    def _settle(self, pending: dict, result: str, reason: str) -> None:
+        """Journal the outcome of a pending sale: committed, voided or unknown (left to the hub)."""
+        record = {"kind": "outcome", "ref": pending["seq"], "result": result, "reason": reason}
+        self.journal.append(record, self.clock.time())
+
+    def _receipt(self, pending: dict, result: str) -> list:
         if result == "committed":
-            self.ctx = {"receipt": screens.receipt(pending)}
-        else:
-            self.ctx = {"receipt": ["Sale #%d NOT charged" % pending["seq"], "Card unchanged", "Ring it up again"]}
+            return screens.receipt(pending)
+        return ["Sale #%d NOT charged" % pending["seq"], "Card unchanged", "Ring it up again"]
 
     def _finish(self, uid: bytes) -> None:
         """The card of an unfinished sale is back: find out whether its write landed."""
@@ -235,7 +238,7 @@ class Terminal:
         elif self.state == sale.CONFIRM:
             self._confirm_key(key)
         elif self.state == sale.UNFINISHED and key == "CANCEL":
-            self.event("sale_unresolved", "sale %d left to the hub" % self.ctx["pending"]["seq"])
+            self._settle(self.ctx["pending"], "unknown", "card did not come back: left to the hub")
             self.go("abandon")
         elif self.state in (sale.RECEIPT, sale.CANCELLED, sale.ERROR):
             self.ctx = {}
@@ -330,6 +333,7 @@ class Terminal:
             self.go("card_lost")
             return
         self.go("written")
-        self._outcome(record, "committed", "")
+        self._settle(record, "committed", "")
+        self.ctx = {"receipt": self._receipt(record, "committed")}
         self.go("journaled")
         self.go("printed")

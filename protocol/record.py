@@ -19,8 +19,9 @@ KINDS = {SALE: "sale", OUTCOME: "outcome", EVENT: "event"}
 KIND_CODES = {"sale": SALE, "outcome": OUTCOME, "event": EVENT}
 COMMITTED = 1
 VOIDED = 2
-RESULTS = {COMMITTED: "committed", VOIDED: "voided"}
-RESULT_CODES = {"committed": COMMITTED, "voided": VOIDED}
+UNKNOWN = 3  # the handheld could not tell; the hub settles it from other devices' records
+RESULTS = {COMMITTED: "committed", VOIDED: "voided", UNKNOWN: "unknown"}
+RESULT_CODES = {"committed": COMMITTED, "voided": VOIDED, "unknown": UNKNOWN}
 
 _HEAD = ">BBII"  # format version, kind, seq, time
 _LINE = ">IHi"  # item id, quantity, unit price
@@ -128,7 +129,7 @@ def encode(record: dict) -> bytes:
     elif kind == OUTCOME:
         result = RESULT_CODES.get(record["result"])
         if result is None:
-            raise RecordError("bad_field", "outcome result must be committed or voided")
+            raise RecordError("bad_field", "outcome result must be committed, voided or unknown")
         out.pack(">IB", record["ref"], result)
         out.text(record.get("reason", ""), "reason")
     else:

@@ -223,3 +223,23 @@ def test_same_card_twice_is_refused_by_a_cloned_copy(handheld, rng):
     assert handheld.sell(clone, [(101, 1)]) == sale.RECEIPT  # offline, a clone still spends: the hub flags it
     counters = [s["counter_after"] for s in committed_sales(handheld.journal())]
     assert counters == [1, 1]
+
+
+def test_card_that_never_comes_back_is_left_to_the_hub(handheld, rng):
+    card = member_card(rng, MASTER, 1, balance=5000, points=0, tier=0)
+    handheld.tap(card)
+    handheld.run()
+    handheld.press("1", "0", "1", "ENTER", "OK")
+    handheld.run()
+    handheld.pn532.inject("card_removed")
+    handheld.press("OK")
+    handheld.run()
+    assert handheld.state == sale.UNFINISHED
+    handheld.press("CANCEL")
+    handheld.run()
+    assert handheld.state == sale.IDLE
+    handheld.boot()  # the decision is on flash, not only in memory
+    assert not handheld.journal().pending_sales
+    outcomes = [r for r in handheld.journal().records() if r["kind"] == "outcome"]
+    assert [(o["ref"], o["result"]) for o in outcomes] == [(1, "unknown")]
+    assert handheld.display.lines[0] == "Ready"

@@ -30,7 +30,7 @@ sales = st.fixed_dictionaries(
 )
 outcomes = st.fixed_dictionaries(
     {"kind": st.just("outcome"), "seq": u32, "time": u32, "device": text, "ref": u32,
-     "result": st.sampled_from(["committed", "voided"]), "reason": text}
+     "result": st.sampled_from(["committed", "voided", "unknown"]), "reason": text}
 )
 events = st.fixed_dictionaries(
     {"kind": st.just("event"), "seq": u32, "time": u32, "device": text, "code": text,
