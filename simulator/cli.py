@@ -6,6 +6,7 @@ import argparse
 import json
 import random
 import sys
+import time
 from pathlib import Path
 
 from simulator.scenarios import Outcome, scenarios
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--devices", type=int, default=3)
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout (progress goes to stderr)")
+    run.add_argument("--pace", type=float, default=0.0, metavar="SECONDS", help="pause after each progress line, to watch")
 
     args = parser.parse_args(argv)
     if args.command == "reader":
@@ -55,16 +57,18 @@ def main(argv: list[str] | None = None) -> int:
         from simulator.interactive import run_interactive
 
         return run_interactive(args.dir, args.cards, args.seed)
-    return _run_scenario(args.scenario, args.devices, args.seed, args.json)
+    return _run_scenario(args.scenario, args.devices, args.seed, args.json, args.pace)
 
 
-def _run_scenario(name: str, devices: int, seed: int, as_json: bool) -> int:
+def _run_scenario(name: str, devices: int, seed: int, as_json: bool, pace: float = 0.0) -> int:
     if devices < 1:
         print("sim run: --devices must be at least 1", file=sys.stderr)
         return 2
 
     def say(line: str) -> None:
         print(line, file=sys.stderr if as_json else sys.stdout, flush=True)
+        if pace > 0:
+            time.sleep(pace)
 
     outcome = scenarios()[name](devices=devices, seed=seed, say=say)
     if as_json:

@@ -30,8 +30,11 @@ fi
 stamp=.venv/.membercard-stamp
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-  echo "setup: installing Python packages into .venv"
-  .venv/bin/python -m pip install -q --upgrade pip
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  echo "setup: installing Python packages into .venv (log: .venv/setup.log)"
+  if ! { .venv/bin/python -m pip install --upgrade pip && .venv/bin/python -m pip install -e ".[dev]"; } >.venv/setup.log 2>&1; then
+    tail -n 20 .venv/setup.log >&2
+    echo "setup: pip failed (above, and in .venv/setup.log); check that PyPI is reachable, then run 'make setup' again" >&2
+    exit 1
+  fi
   echo "$want" >"$stamp"
 fi

@@ -17,6 +17,7 @@ from simulator.handheld import VirtualHandheld, committed_sales
 from simulator.mifare_card import MifareClassic1K
 from simulator.scenarios import Outcome, Say
 from simulator.shop import PRICE_LIST, blank_card, master_key, member_card, read_card_directly
+from simulator.vhal import SimClock
 
 CARDS_PER_DEVICE = 6
 SALES_PER_DEVICE = 25
@@ -35,8 +36,10 @@ def run(devices: int = 3, seed: int = 1, say: Say = print, sales_per_device: int
     ]
     start = {card.uid: read_card_directly(card, master)["purse"] for card in members}
     strangers = [blank_card(rng), MifareClassic1K.blank(bytes([1, 2, 3, 4]))]
+    say(f"A shop with {devices} handhelds and {len(members)} member cards, no network. Sales as they happen:")
     with tempfile.TemporaryDirectory(prefix="sim-shift-") as root:
-        fleet = [VirtualHandheld(f"hh-{i + 1:02d}", Path(root), master, PRICE_LIST) for i in range(devices)]
+        clock = SimClock()  # one shop, one time of day for every handheld
+        fleet = [VirtualHandheld(f"hh-{i + 1:02d}", Path(root), master, PRICE_LIST, clock) for i in range(devices)]
         try:
             for handheld in fleet:
                 handheld.boot()
@@ -66,11 +69,11 @@ def _shift(fleet: list[VirtualHandheld], members: list, strangers: list, rng: ra
     tally = {"sold": 0, "cancelled": 0, "refused": 0}
     for n in range(count):
         handheld = rng.choice(fleet)
-        handheld.clock.advance(rng.randrange(20, 300))
+        handheld.clock.advance(rng.randrange(10, 120))
         if rng.random() < 0.04:
-            state = handheld.sell(rng.choice(strangers), [(101, 1)])
+            handheld.sell(rng.choice(strangers), [(101, 1)])
             tally["refused"] += 1
-            say(f"[{handheld.device_id}] a stranger's card is refused: {handheld.display.lines[1]!r}")
+            say(f"{_stamp(handheld)} a stranger's card is refused: {handheld.display.lines[1]!r}")
             handheld.press("OK")
             handheld.run()
             continue
@@ -82,13 +85,17 @@ def _shift(fleet: list[VirtualHandheld], members: list, strangers: list, rng: ra
         )
         if cancel and state == sale.CANCELLED:
             tally["cancelled"] += 1
-            say(f"[{handheld.device_id}] sale cancelled by staff")
+            say(f"{_stamp(handheld)} sale cancelled by staff")
             continue
         if state != sale.RECEIPT:
             raise RuntimeError(f"sale {n} on {handheld.device_id} ended in {state}: {handheld.display.lines}")
         tally["sold"] += 1
-        say(f"[{handheld.device_id}] {' | '.join(handheld.display.lines)}")
+        say(f"{_stamp(handheld)} {' | '.join(handheld.display.lines)}")
     return tally
+
+
+def _stamp(handheld: VirtualHandheld) -> str:
+    return f"{time.strftime('%H:%M', time.gmtime(handheld.clock.time()))} [{handheld.device_id}]"
 
 
 def _check(
