@@ -1,0 +1,350 @@
+"""Ingest: apply the handhelds' journal records to the ledger, each exactly once.
+
+Records are stored as they came, once per (device, seq). They are applied in
+each device's seq order as its contiguous frontier advances, so a gap holds
+everything behind it (and is reported) and a duplicate is a no-op. Everything a
+batch of messages does happens in one transaction; acknowledgements are handed
+back only after it commits.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy.engine import Connection, Engine
+
+from hub.models import Anomaly, Card, Device, Event, LedgerEntry, Record, Sale, SaleLine
+from protocol import record as rec
+from protocol.sync import SyncError, decode_batch
+
+# Device events that people should look at (a forged or broken card, a damaged journal).
+ANOMALOUS_EVENTS = {"bad_mac", "unknown_layout", "purse_invalid", "journal_damaged"}
+
+SALE_FIELDS = [c.name for c in Sale.__table__.columns if c.name not in ("id", "device_id", "seq", "shop", "state")]  # type: ignore[attr-defined]
+
+RecordT = dict[str, Any]
+
+
+@dataclass
+class IngestResult:
+    """What one transaction did; acks are the (device -> seq) to publish now that it committed."""
+
+    acks: dict[str, int] = field(default_factory=dict)
+    applied: int = 0
+    duplicates: int = 0
+    anomalies: int = 0
+    sales_committed: int = 0
+
+
+class Ingestor:
+    """Applies batches of sync messages; one instance per hub process."""
+
+    def __init__(self, engine: Engine, now: Callable[[], int] = lambda: int(time.time())) -> None:
+        self.engine = engine
+        self.now = now
+        self._gaps_reported: set[tuple[str, int]] = set()
+
+    def ingest(self, messages: list[tuple[str, bytes]]) -> IngestResult:
+        """Apply (device from topic, payload) messages in one transaction."""
+        with self.engine.begin() as conn:
+            tx = _Tx(conn, self.now(), self._gaps_reported)
+            for device_id, payload in messages:
+                tx.take(device_id, payload)
+            tx.store_and_apply()
+            tx.flush()
+        return tx.result
+
+    def anomaly(self, code: str, detail: str, device_id: str = "") -> None:
+        """Record an anomaly in a transaction of its own (when ingest itself failed)."""
+        with self.engine.begin() as conn:
+            conn.execute(insert(Anomaly), [{"time": self.now(), "device_id": device_id, "code": code, "detail": detail[:400]}])
+
+
+class _Tx:
+    """The state of one ingest transaction: rows to write, caches, the result."""
+
+    def __init__(self, conn: Connection, now: int, gaps_reported: set[tuple[str, int]]) -> None:
+        self.conn = conn
+        self.now = now
+        self.gaps_reported = gaps_reported
+        self.result = IngestResult()
+        self.devices: dict[str, dict[str, Any]] = {}
+        self.incoming: dict[str, dict[int, tuple[RecordT, bytes]]] = {}
+        self.rows: dict[Any, list[dict[str, Any]]] = {Record: [], Sale: [], SaleLine: [], LedgerEntry: [], Anomaly: [], Event: []}
+        self.sales: dict[tuple[str, int], dict[str, Any]] = {}  # sales inserted by this transaction
+        self.sale_states: list[dict[str, Any]] = []  # outcomes of sales stored earlier
+        self.cards: dict[str, dict[str, Any]] = {}
+        self.new_cards: set[str] = set()
+        self.counters: set[tuple[str, int]] = set()  # (card, counter) committed by this transaction
+
+    # -- reading the messages -------------------------------------------------------
+
+    def flag(self, code: str, detail: str, device_id: str = "", seq: int = 0, card_no: str = "") -> None:
+        self.rows[Anomaly].append(
+            {"time": self.now, "device_id": device_id, "seq": seq, "card_no": card_no, "code": code, "detail": detail[:400]}
+        )
+        self.result.anomalies += 1
+
+    def device(self, device_id: str) -> dict[str, Any] | None:
+        if device_id not in self.devices:
+            row = self.conn.execute(select(Device.shop, Device.acked_seq, Device.last_seq).where(Device.id == device_id)).first()
+            if row is None:
+                return None
+            self.devices[device_id] = {"shop": row.shop, "acked": row.acked_seq, "last": row.last_seq, "start": row.acked_seq}
+        return self.devices[device_id]
+
+    def take(self, device_id: str, payload: bytes) -> None:
+        """Decode one message; bad parts become anomalies, never exceptions."""
+        device = self.device(device_id)
+        if device is None:
+            self.flag("unknown_device", f"records from unregistered device {device_id!r}", device_id)
+            return
+        device["seen"] = True
+        try:
+            batch = decode_batch(payload)
+        except SyncError as exc:
+            self.flag(exc.code, exc.message, device_id)
+            return
+        incoming = self.incoming.setdefault(device_id, {})
+        for data in batch:
+            try:
+                record = rec.decode(data)
+            except rec.RecordError as exc:
+                self.flag(f"record_{exc.code}", exc.message, device_id)
+                continue
+            if record["device"] != device_id:
+                self.flag(
+                    "device_mismatch", f"record of {record['device']!r} sent on {device_id!r}'s topic", device_id, record["seq"]
+                )
+                continue
+            seq = record["seq"]
+            if seq in incoming and incoming[seq][1] != data:
+                self.flag("replay_mismatch", f"two different records with seq {seq} in one batch", device_id, seq)
+                continue
+            incoming[seq] = (record, data)
+
+    # -- storing and applying -------------------------------------------------------------
+
+    def store_and_apply(self) -> None:
+        for device_id, incoming in self.incoming.items():
+            device = self.devices[device_id]
+            self._drop_known(device_id, incoming)
+            self.rows[Record].extend(
+                {"device_id": device_id, "seq": seq, "kind": r["kind"], "time": r["time"], "body": data}
+                for seq, (r, data) in incoming.items()
+            )
+            if incoming:
+                device["last"] = max(device["last"], max(incoming))
+            self._advance(device_id, device, incoming)
+
+    def _drop_known(self, device_id: str, incoming: dict[int, tuple[RecordT, bytes]]) -> None:
+        """Drop records already stored; a stored record with other bytes is a replay anomaly."""
+        if not incoming:
+            return
+        stored = self.conn.execute(
+            select(Record.seq, Record.body).where(
+                and_(Record.device_id == device_id, Record.seq >= min(incoming), Record.seq <= max(incoming))
+            )
+        ).all()
+        for seq, body in stored:
+            if seq not in incoming:
+                continue
+            if bytes(body) != incoming[seq][1]:
+                self.flag("replay_mismatch", f"seq {seq} resent with different content: kept the first", device_id, seq)
+            else:
+                self.result.duplicates += 1
+            del incoming[seq]
+
+    def _advance(self, device_id: str, device: dict[str, Any], incoming: dict[int, tuple[RecordT, bytes]]) -> None:
+        """Apply records in seq order while they are contiguous; report what a gap holds back."""
+        ready = dict(incoming)
+        if device["last"] > device["acked"] + len(incoming):
+            # Records held behind an earlier gap may be stored already: bring them in.
+            held = self.conn.execute(
+                select(Record.seq, Record.body).where(and_(Record.device_id == device_id, Record.seq > device["acked"]))
+            ).all()
+            for seq, body in held:
+                ready.setdefault(seq, (rec.decode(bytes(body)), bytes(body)))
+        seq = device["acked"] + 1
+        while seq in ready:
+            self._apply(device_id, device, ready[seq][0])
+            seq += 1
+        device["acked"] = seq - 1
+        beyond = [s for s in ready if s > seq]
+        if beyond and (device_id, seq) not in self.gaps_reported:
+            self.gaps_reported.add((device_id, seq))
+            self.flag("seq_gap", f"seq {seq} missing: {len(beyond)} later records held until it arrives", device_id, seq)
+
+    def _apply(self, device_id: str, device: dict[str, Any], record: RecordT) -> None:
+        self.result.applied += 1
+        kind = record["kind"]
+        if kind == "sale":
+            self._sale(device_id, device["shop"], record)
+        elif kind == "outcome":
+            self._outcome(device_id, record)
+        else:
+            self.rows[Event].append({k: record[k] for k in ("seq", "time", "code", "message", "uid")} | {"device_id": device_id})
+            if record["code"] in ANOMALOUS_EVENTS:
+                self.flag(f"device_{record['code']}", record["message"], device_id, record["seq"])
+
+    def _sale(self, device_id: str, shop: str, record: RecordT) -> None:
+        row = {name: record[name] for name in SALE_FIELDS} | {
+            "device_id": device_id,
+            "seq": record["seq"],
+            "shop": shop,
+            "state": "pending",
+        }
+        self.sales[(device_id, record["seq"])] = row
+        self.rows[SaleLine].extend(
+            {"device_id": device_id, "seq": record["seq"], "item": ln["item"], "qty": ln["qty"], "price": ln["price"]}
+            for ln in record["lines"]
+        )
+
+    def _outcome(self, device_id: str, record: RecordT) -> None:
+        key = (device_id, record["ref"])
+        sale = self.sales.get(key)
+        if sale is None:
+            found = self.conn.execute(select(Sale).where(and_(Sale.device_id == device_id, Sale.seq == record["ref"]))).first()
+            if found is None:
+                self.flag("outcome_without_sale", f"outcome of seq {record['ref']}, which is no sale", device_id, record["seq"])
+                return
+            sale = dict(found._mapping)
+            self.sale_states.append({"d": device_id, "s": record["ref"], "new_state": record["result"]})
+        if sale["state"] != "pending":
+            self.flag("outcome_twice", f"sale {record['ref']} already {sale['state']}", device_id, record["seq"])
+            return
+        sale["state"] = record["result"]
+        if record["result"] == "committed":
+            self._post(sale)
+        elif record["result"] == "unknown":
+            self.flag(
+                "sale_unknown",
+                "the handheld could not tell whether the card was written",
+                device_id,
+                sale["seq"],
+                sale["card_no"],
+            )
+
+    # -- the ledger -------------------------------------------------------------------------
+
+    def card(self, sale: dict[str, Any]) -> dict[str, Any]:
+        """The card row for a sale's card, opening it from the sale when the hub has not seen it."""
+        card_no = sale["card_no"]
+        if card_no not in self.cards:
+            row = self.conn.execute(select(Card).where(Card.card_no == card_no)).first()
+            if row is not None:
+                self.cards[card_no] = dict(row._mapping)
+            else:
+                self.new_cards.add(card_no)
+                self.cards[card_no] = {
+                    "card_no": card_no,
+                    "uid": sale["uid"],
+                    "member_id": sale["member_id"],
+                    "tier": sale["tier"],
+                    "balance": 0,
+                    "points": 0,
+                    "last_counter": 0,
+                    "sales": 0,
+                    "opening_counter": sale["counter_before"] + 1,
+                    "opening_balance": 0,
+                    "opening_points": 0,
+                }
+        return self.cards[card_no]
+
+    def _post(self, sale: dict[str, Any]) -> None:
+        card = self.card(sale)
+        before_balance = sale["balance_after"] + sale["stored_value"]
+        before_points = sale["points_after"] + sale["points_redeemed"] - sale["points_earned"]
+        if sale["counter_before"] < card["opening_counter"]:
+            # The earliest sale seen so far sets what the card held before the hub knew it.
+            self._entry(sale, "stored_value", before_balance - card["opening_balance"], "opening")
+            self._entry(sale, "points", before_points - card["opening_points"], "opening")
+            card["balance"] += before_balance - card["opening_balance"]
+            card["points"] += before_points - card["opening_points"]
+            card["opening_counter"] = sale["counter_before"]
+            card["opening_balance"] = before_balance
+            card["opening_points"] = before_points
+        if sale["counter_after"] <= card["last_counter"] and self._counter_seen(sale):
+            self.flag(
+                "counter_repeat",
+                f"counter {sale['counter_after']} used twice: cloned or rolled-back card",
+                sale["device_id"],
+                sale["seq"],
+                sale["card_no"],
+            )
+        self._entry(sale, "stored_value", -sale["stored_value"], "sale")
+        self._entry(sale, "points", sale["points_earned"] - sale["points_redeemed"], "sale")
+        self._entry(sale, "cash", sale["cash"], "sale")
+        self._entry(sale, "revenue", sale["total"], "sale")
+        card["balance"] -= sale["stored_value"]
+        card["points"] += sale["points_earned"] - sale["points_redeemed"]
+        card["last_counter"] = max(card["last_counter"], sale["counter_after"])
+        self.counters.add((sale["card_no"], sale["counter_after"]))
+        card["sales"] += 1
+        self.result.sales_committed += 1
+
+    def _counter_seen(self, sale: dict[str, Any]) -> bool:
+        """Another committed sale of this card already wrote this counter value."""
+        if (sale["card_no"], sale["counter_after"]) in self.counters:
+            return True
+        return (
+            self.conn.execute(
+                select(Sale.id)
+                .where(
+                    and_(Sale.card_no == sale["card_no"], Sale.counter_after == sale["counter_after"], Sale.state == "committed")
+                )
+                .limit(1)
+            ).first()
+            is not None
+        )
+
+    def _entry(self, sale: dict[str, Any], account: str, amount: int, memo: str) -> None:
+        if amount:
+            self.rows[LedgerEntry].append(
+                {
+                    "time": sale["time"],
+                    "device_id": sale["device_id"],
+                    "seq": sale["seq"],
+                    "card_no": sale["card_no"],
+                    "account": account,
+                    "amount": amount,
+                    "memo": memo,
+                }
+            )
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Write everything in bulk, then the devices' frontiers (the acks to publish)."""
+        self.rows[Sale] = list(self.sales.values())
+        for table in (Record, Sale, SaleLine, LedgerEntry, Event, Anomaly):
+            if self.rows[table]:
+                self.conn.execute(insert(table), self.rows[table])
+        if self.sale_states:
+            self.conn.execute(
+                update(Sale)
+                .where(and_(Sale.device_id == bindparam("d"), Sale.seq == bindparam("s")))
+                .values(state=bindparam("new_state")),
+                self.sale_states,
+            )
+        new = [c for no, c in self.cards.items() if no in self.new_cards]
+        # Bound names must differ from the column names they set.
+        old = [{"v_" + k: v for k, v in c.items()} for no, c in self.cards.items() if no not in self.new_cards]
+        if new:
+            self.conn.execute(insert(Card), new)
+        if old:
+            values = {k[2:]: bindparam(k) for k in old[0] if k != "v_card_no"}
+            self.conn.execute(update(Card).where(Card.card_no == bindparam("v_card_no")).values(**values), old)
+        for device_id, device in self.devices.items():
+            if not device.get("seen"):
+                continue
+            self.conn.execute(
+                update(Device)
+                .where(Device.id == device_id)
+                .values(acked_seq=device["acked"], last_seq=device["last"], last_seen=self.now)
+            )
+            self.result.acks[device_id] = device["acked"]

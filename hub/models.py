@@ -1,0 +1,137 @@
+"""The hub's tables: devices, journal records, sales, cards, the ledger, anomalies."""
+
+from __future__ import annotations
+
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Device(SQLModel, table=True):
+    """A handheld registered with the hub, and what the hub knows of its sync."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    shop: str = Field(index=True, max_length=64)
+    password_hash: str
+    created: int
+    online: bool = False
+    firmware: str = ""
+    last_seen: int = 0  # unix seconds of the last message from it
+    last_seq: int = 0  # highest seq received
+    acked_seq: int = 0  # highest contiguous seq committed (and acknowledged)
+    head_seq: int = 0  # the device's journal head, from its status
+    prices_version: int = 0
+
+
+class Record(SQLModel, table=True):
+    """Every journal record received, exactly once per (device, seq), as it came."""
+
+    __table_args__ = (UniqueConstraint("device_id", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(max_length=64)
+    seq: int
+    kind: str = Field(max_length=8)
+    time: int
+    body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+
+
+class Sale(SQLModel, table=True):
+    """A sale as the handheld journaled it; state follows its outcome record."""
+
+    __table_args__ = (
+        UniqueConstraint("device_id", "seq"),
+        Index("ix_sale_card_counter", "card_no", "counter_after"),
+        Index("ix_sale_time", "time"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(max_length=64, index=True)
+    seq: int
+    shop: str = Field(max_length=64, index=True)
+    time: int
+    state: str = Field(default="pending", max_length=10)  # pending, committed, voided, unknown
+    card_no: str = Field(max_length=16, index=True)
+    uid: str = Field(max_length=20)
+    member_id: int
+    tier: int
+    counter_before: int
+    counter_after: int
+    price_list_version: int
+    firmware: str
+    subtotal: int
+    discount: int
+    total: int
+    points_redeemed: int
+    points_value: int
+    stored_value: int
+    cash: int
+    points_earned: int
+    balance_after: int
+    points_after: int
+
+
+class SaleLine(SQLModel, table=True):
+    """One line of a sale (by the sale's device and seq): item, quantity, unit price in cents."""
+
+    __table_args__ = (Index("ix_saleline_sale", "device_id", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(max_length=64)
+    seq: int
+    item: int
+    qty: int
+    price: int
+
+
+class Card(SQLModel, table=True):
+    """A member card as the ledger sees it; balance and points are ledger sums."""
+
+    card_no: str = Field(primary_key=True, max_length=16)
+    uid: str = Field(max_length=20)
+    member_id: int
+    tier: int
+    balance: int = 0
+    points: int = 0
+    last_counter: int = 0
+    # Until HQ issues cards through the hub, a card's opening balance is what the
+    # earliest sale seen says the card held before it.
+    opening_counter: int = 0
+    opening_balance: int = 0
+    opening_points: int = 0
+    sales: int = 0
+
+
+class LedgerEntry(SQLModel, table=True):
+    """One posting. Accounts: stored_value (cents owed to the member), points, cash, revenue."""
+
+    __table_args__ = (Index("ix_ledger_card_account", "card_no", "account"),)
+    id: int | None = Field(default=None, primary_key=True)
+    time: int
+    device_id: str = Field(max_length=64)
+    seq: int
+    card_no: str = Field(max_length=16)
+    account: str = Field(max_length=16)
+    amount: int
+    memo: str = Field(default="", max_length=40)
+
+
+class Anomaly(SQLModel, table=True):
+    """Something the hub refused or that does not add up; listed for people to look at."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    time: int = Field(index=True)  # when the hub saw it
+    device_id: str = Field(default="", max_length=64, index=True)
+    seq: int = 0
+    card_no: str = Field(default="", max_length=16)
+    code: str = Field(max_length=32, index=True)
+    detail: str = Field(default="", max_length=400)
+
+
+class Event(SQLModel, table=True):
+    """An event record from a handheld (a refused card, a reader fault, a journal repair)."""
+
+    __table_args__ = (UniqueConstraint("device_id", "seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    device_id: str = Field(max_length=64)
+    seq: int
+    time: int
+    code: str = Field(max_length=32, index=True)
+    message: str = Field(default="", max_length=256)
+    uid: str = Field(default="", max_length=20)
