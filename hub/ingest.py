@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import and_, bindparam, insert, select, update
+from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
 
 from hub.models import Anomaly, Card, Device, Event, LedgerEntry, Record, Sale, SaleLine
@@ -24,9 +24,18 @@ from protocol.sync import SyncError, decode_batch
 # Device events that people should look at (a forged or broken card, a damaged journal).
 ANOMALOUS_EVENTS = {"bad_mac", "unknown_layout", "purse_invalid", "journal_damaged"}
 
-SALE_FIELDS = [c.name for c in Sale.__table__.columns if c.name not in ("id", "device_id", "seq", "shop", "state")]  # type: ignore[attr-defined]
 
 RecordT = dict[str, Any]
+
+
+def _t(model: Any) -> Table:
+    """The Core table of a model: ingest writes in bulk through Core, not the ORM."""
+    table: Table = model.__table__
+    return table
+
+
+DEVICES, RECORDS, SALES, CARDS = _t(Device), _t(Record), _t(Sale), _t(Card)
+SALE_FIELDS = [c.name for c in SALES.columns if c.name not in ("id", "device_id", "seq", "shop", "state")]
 
 
 @dataclass
@@ -91,7 +100,9 @@ class _Tx:
 
     def device(self, device_id: str) -> dict[str, Any] | None:
         if device_id not in self.devices:
-            row = self.conn.execute(select(Device.shop, Device.acked_seq, Device.last_seq).where(Device.id == device_id)).first()
+            row = self.conn.execute(
+                select(DEVICES.c.shop, DEVICES.c.acked_seq, DEVICES.c.last_seq).where(DEVICES.c.id == device_id)
+            ).first()
             if row is None:
                 return None
             self.devices[device_id] = {"shop": row.shop, "acked": row.acked_seq, "last": row.last_seq, "start": row.acked_seq}
@@ -146,8 +157,8 @@ class _Tx:
         if not incoming:
             return
         stored = self.conn.execute(
-            select(Record.seq, Record.body).where(
-                and_(Record.device_id == device_id, Record.seq >= min(incoming), Record.seq <= max(incoming))
+            select(RECORDS.c.seq, RECORDS.c.body).where(
+                and_(RECORDS.c.device_id == device_id, RECORDS.c.seq >= min(incoming), RECORDS.c.seq <= max(incoming))
             )
         ).all()
         for seq, body in stored:
@@ -165,7 +176,9 @@ class _Tx:
         if device["last"] > device["acked"] + len(incoming):
             # Records held behind an earlier gap may be stored already: bring them in.
             held = self.conn.execute(
-                select(Record.seq, Record.body).where(and_(Record.device_id == device_id, Record.seq > device["acked"]))
+                select(RECORDS.c.seq, RECORDS.c.body).where(
+                    and_(RECORDS.c.device_id == device_id, RECORDS.c.seq > device["acked"])
+                )
             ).all()
             for seq, body in held:
                 ready.setdefault(seq, (rec.decode(bytes(body)), bytes(body)))
@@ -208,7 +221,9 @@ class _Tx:
         key = (device_id, record["ref"])
         sale = self.sales.get(key)
         if sale is None:
-            found = self.conn.execute(select(Sale).where(and_(Sale.device_id == device_id, Sale.seq == record["ref"]))).first()
+            found = self.conn.execute(
+                select(SALES).where(and_(SALES.c.device_id == device_id, SALES.c.seq == record["ref"]))
+            ).first()
             if found is None:
                 self.flag("outcome_without_sale", f"outcome of seq {record['ref']}, which is no sale", device_id, record["seq"])
                 return
@@ -235,7 +250,7 @@ class _Tx:
         """The card row for a sale's card, opening it from the sale when the hub has not seen it."""
         card_no = sale["card_no"]
         if card_no not in self.cards:
-            row = self.conn.execute(select(Card).where(Card.card_no == card_no)).first()
+            row = self.conn.execute(select(CARDS).where(CARDS.c.card_no == card_no)).first()
             if row is not None:
                 self.cards[card_no] = dict(row._mapping)
             else:
@@ -293,9 +308,13 @@ class _Tx:
             return True
         return (
             self.conn.execute(
-                select(Sale.id)
+                select(SALES.c.id)
                 .where(
-                    and_(Sale.card_no == sale["card_no"], Sale.counter_after == sale["counter_after"], Sale.state == "committed")
+                    and_(
+                        SALES.c.card_no == sale["card_no"],
+                        SALES.c.counter_after == sale["counter_after"],
+                        SALES.c.state == "committed",
+                    )
                 )
                 .limit(1)
             ).first()
@@ -327,7 +346,7 @@ class _Tx:
         if self.sale_states:
             self.conn.execute(
                 update(Sale)
-                .where(and_(Sale.device_id == bindparam("d"), Sale.seq == bindparam("s")))
+                .where(and_(SALES.c.device_id == bindparam("d"), SALES.c.seq == bindparam("s")))
                 .values(state=bindparam("new_state")),
                 self.sale_states,
             )
@@ -337,14 +356,14 @@ class _Tx:
         if new:
             self.conn.execute(insert(Card), new)
         if old:
-            values = {k[2:]: bindparam(k) for k in old[0] if k != "v_card_no"}
-            self.conn.execute(update(Card).where(Card.card_no == bindparam("v_card_no")).values(**values), old)
+            values: dict[str, Any] = {k[2:]: bindparam(k) for k in old[0] if k != "v_card_no"}
+            self.conn.execute(update(CARDS).where(CARDS.c.card_no == bindparam("v_card_no")).values(**values), old)
         for device_id, device in self.devices.items():
             if not device.get("seen"):
                 continue
             self.conn.execute(
                 update(Device)
-                .where(Device.id == device_id)
+                .where(DEVICES.c.id == device_id)
                 .values(acked_seq=device["acked"], last_seq=device["last"], last_seen=self.now)
             )
             self.result.acks[device_id] = device["acked"]

@@ -6,6 +6,7 @@ import queue
 import socket
 import subprocess
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -50,7 +51,11 @@ class Client:
         self.mqtt.on_subscribe = self._on_subscribe
         self.mqtt.connect(broker.host, broker.port)
         self.mqtt.loop_start()
-        self.reason = self.connack.get(timeout=5)
+        try:
+            self.reason = self.connack.get(timeout=5)
+        except BaseException:
+            self.close()
+            raise
 
     def _on_message(self, _c: Any, _u: Any, msg: Any) -> None:
         # Retained messages left by other tests would otherwise arrive first on a wide subscription.
@@ -95,11 +100,22 @@ class Client:
         self.mqtt.loop_stop()
 
 
-def login(broker: Broker, user: str, password: str) -> Any:
-    """The CONNACK reason code for one login attempt; the client is closed again (paho would retry)."""
-    client = Client(broker, user, password)
-    client.close()
-    return client.reason
+def login(broker: Broker, user: str | None, password: str | None) -> Any:
+    """The CONNACK reason code for one login attempt, on the calling thread (paho's own would retry)."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    if user is not None:
+        client.username_pw_set(user, password)
+    reasons: list[Any] = []
+    client.on_connect = lambda _c, _u, _f, rc, _p: reasons.append(rc)
+    client.connect(broker.host, broker.port)
+    try:
+        deadline = time.monotonic() + 5
+        while not reasons and time.monotonic() < deadline:
+            client.loop(timeout=0.05)
+        assert reasons, f"no CONNACK for {user}"
+        return reasons[0]
+    finally:
+        client.disconnect()
 
 
 @pytest.fixture(scope="module")
@@ -160,16 +176,7 @@ def test_unknown_user_is_refused(broker: Broker) -> None:
 
 
 def test_anonymous_is_refused(broker: Broker) -> None:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-    reasons: queue.Queue[Any] = queue.Queue()
-    client.on_connect = lambda _c, _u, _f, rc, _p: reasons.put(rc)
-    client.connect(broker.host, broker.port)
-    client.loop_start()
-    try:
-        assert reasons.get(timeout=5).is_failure
-    finally:
-        client.disconnect()
-        client.loop_stop()
+    assert login(broker, None, None).is_failure
 
 
 # -- the ACL --------------------------------------------------------------------------------------
@@ -262,6 +269,8 @@ def test_kill_and_context_manager(tmp_path: Path) -> None:
         assert b.running
         b.kill()
         assert not b.running and b.pid is None
+        b.start()  # after a crash: stale pid file, persistence file from the last save
+        assert b.running
     assert not b.running
 
 

@@ -1,0 +1,177 @@
+"""The hub's HTTP side: the versioned API under /api/v1 and the dashboard at /."""
+
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Query
+from fastapi.responses import HTMLResponse
+from pydantic import BaseModel
+from sqlalchemy import func
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
+
+from hub import pages
+from hub.models import Anomaly, Card, Device, Sale, SaleLine
+
+
+class DeviceOut(BaseModel):
+    id: str
+    shop: str
+    online: bool
+    firmware: str
+    last_seq: int
+    acked_seq: int
+    head_seq: int
+    backlog: int
+    last_seen: int
+
+
+class SaleOut(BaseModel):
+    device_id: str
+    seq: int
+    shop: str
+    time: int
+    state: str
+    card_no: str
+    total: int
+    stored_value: int
+    cash: int
+    points_earned: int
+    points_redeemed: int
+    counter_after: int
+    lines: list[dict[str, int]] = []
+
+
+class CardOut(BaseModel):
+    card_no: str
+    uid: str
+    member_id: int
+    tier: int
+    balance: int
+    points: int
+    last_counter: int
+    sales: int
+
+
+class Health(BaseModel):
+    status: str
+    database: bool
+    mqtt: bool | None
+    devices: int
+
+
+def device_out(d: Device) -> DeviceOut:
+    # The backlog is what the device says it holds beyond what the hub committed.
+    head = max(d.head_seq, d.last_seq)
+    return DeviceOut(**d.model_dump(exclude={"password_hash", "created", "prices_version"}), backlog=max(0, head - d.acked_seq))
+
+
+def create_app(engine: Engine, mqtt_connected: Callable[[], bool | None] = lambda: None) -> FastAPI:
+    """The FastAPI app over engine; mqtt_connected reports the bridge's link for /health."""
+    app = FastAPI(title="Member-card hub", version="1", docs_url="/api/docs", openapi_url="/api/v1/openapi.json")
+
+    def session() -> Iterator[Session]:
+        with Session(engine) as s:
+            yield s
+
+    Db = Annotated[Session, Depends(session)]
+    api = APIRouter(prefix="/api/v1")
+
+    @api.get("/health", response_model=Health)
+    def health(db: Db) -> Health:
+        count = db.exec(select(func.count()).select_from(Device)).one()
+        return Health(status="ok", database=True, mqtt=mqtt_connected(), devices=count)
+
+    @api.get("/devices", response_model=list[DeviceOut])
+    def devices(db: Db, shop: str | None = None) -> list[DeviceOut]:
+        query = select(Device).order_by(Device.id)
+        if shop:
+            query = query.where(Device.shop == shop)
+        return [device_out(d) for d in db.exec(query)]
+
+    @api.get("/devices/{device_id}", response_model=DeviceOut)
+    def device(device_id: str, db: Db) -> DeviceOut:
+        found = db.get(Device, device_id)
+        if found is None:
+            raise HTTPException(404, f"no device {device_id!r}")
+        return device_out(found)
+
+    @api.get("/sales", response_model=list[SaleOut])
+    def sales(
+        db: Db,
+        shop: str | None = None,
+        device: str | None = None,
+        card: str | None = None,
+        since: Annotated[int | None, Query(description="unix seconds, inclusive")] = None,
+        until: Annotated[int | None, Query(description="unix seconds, exclusive")] = None,
+        state: str | None = "committed",
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[SaleOut]:
+        query = select(Sale).order_by(col(Sale.time).desc(), col(Sale.seq).desc()).limit(limit)
+        for column, value in ((Sale.shop, shop), (Sale.device_id, device), (Sale.card_no, card), (Sale.state, state)):
+            if value:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(Sale.time >= since)
+        if until is not None:
+            query = query.where(Sale.time < until)
+        found = db.exec(query).all()
+        lines: dict[tuple[str, int], list[dict[str, int]]] = {}
+        if found:
+            keys = {(s.device_id, s.seq) for s in found}
+            for ln in db.exec(
+                select(SaleLine)
+                .where(col(SaleLine.device_id).in_({k[0] for k in keys}))
+                .where(col(SaleLine.seq).in_({k[1] for k in keys}))
+            ):
+                if (ln.device_id, ln.seq) in keys:
+                    lines.setdefault((ln.device_id, ln.seq), []).append({"item": ln.item, "qty": ln.qty, "price": ln.price})
+        return [SaleOut(**s.model_dump(), lines=lines.get((s.device_id, s.seq), [])) for s in found]
+
+    @api.get("/cards", response_model=list[CardOut])
+    def cards(db: Db, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[CardOut]:
+        return [CardOut(**c.model_dump()) for c in db.exec(select(Card).order_by(Card.card_no).limit(limit))]
+
+    @api.get("/cards/{card_no}", response_model=CardOut)
+    def card(card_no: str, db: Db) -> CardOut:
+        found = db.get(Card, card_no)
+        if found is None:
+            raise HTTPException(404, f"no card {card_no!r} on the hub")
+        return CardOut(**found.model_dump())
+
+    @api.get("/anomalies", response_model=list[Anomaly])
+    def anomalies(
+        db: Db, device: str | None = None, code: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+    ) -> list[Anomaly]:
+        query = select(Anomaly).order_by(col(Anomaly.id).desc()).limit(limit)
+        if device:
+            query = query.where(Anomaly.device_id == device)
+        if code:
+            query = query.where(Anomaly.code == code)
+        return list(db.exec(query))
+
+    app.include_router(api)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def dashboard(db: Db) -> str:
+        return pages.dashboard(_dashboard_data(db, int(time.time())))
+
+    return app
+
+
+def _dashboard_data(db: Session, now: int) -> dict[str, Any]:
+    day_start = now - now % 86400
+    today = select(Sale).where(Sale.state == "committed", Sale.time >= day_start)
+    totals = db.exec(
+        select(func.count(), func.coalesce(func.sum(Sale.total), 0)).where(Sale.state == "committed", Sale.time >= day_start)
+    ).one()
+    return {
+        "now": now,
+        "devices": [device_out(d) for d in db.exec(select(Device).order_by(Device.id))],
+        "sales_today": totals[0],
+        "turnover_today": totals[1],
+        "recent_sales": list(db.exec(today.order_by(col(Sale.time).desc()).limit(20))),
+        "anomalies": list(db.exec(select(Anomaly).order_by(col(Anomaly.id).desc()).limit(20))),
+    }
