@@ -16,6 +16,8 @@ STATE = "journal.json"
 MAGIC = 0xA5
 FRAME = 3  # magic + 16-bit length
 MAX_RECORD = 1024
+COMPACT_MIN = 4096  # compact once at least this many acknowledged bytes lead the file...
+# ...and they are at least half of it: each byte is then rewritten O(1) times on average.
 
 
 def frame(data: bytes) -> bytes:
@@ -32,7 +34,8 @@ class Journal:
         self.next_seq = 1
         self.acked = 0
         self.end = 0  # byte length of the valid journal
-        self.count = 0
+        self.acked_offset = 0  # where the first record after the acknowledged ones starts
+        self.generation = 0  # bumped when compaction moves records (offsets change)
         self.pending_sales = {}  # type: dict[int, dict]
         self.bytes_written = 0
 
@@ -44,7 +47,6 @@ class Journal:
         notes = []
         self.next_seq = self.acked + 1
         self.end = 0
-        self.count = 0
         self.pending_sales = {}
         offset = 0
         size = max(self.flash.size(JOURNAL), 0)
@@ -57,6 +59,8 @@ class Journal:
             self._index(record)
             offset += length
         self.end = max(self.flash.size(JOURNAL), 0)
+        self.acked_offset = self.offset_after(self.acked)
+        self.generation += 1
         return notes
 
     def _entry_at(self, offset: int, size: int):
@@ -105,7 +109,6 @@ class Journal:
         return -1
 
     def _index(self, record: dict) -> None:
-        self.count += 1
         if record["seq"] >= self.next_seq:
             self.next_seq = record["seq"] + 1
         if record["kind"] == "sale":
@@ -129,17 +132,29 @@ class Journal:
         self._index(record)
         return record
 
-    def entries(self, after_seq: int = 0):
-        """(seq, record bytes) of every record with seq > after_seq, oldest first."""
-        offset = 0
+    def entries(self, after_seq: int = 0, offset: int = 0):
+        """(seq, record bytes) of every record with seq > after_seq from offset on, oldest first."""
+        for seq, data, _next in self.entries_from(offset):
+            if seq > after_seq:
+                yield seq, data
+
+    def entries_from(self, offset: int):
+        """(seq, record bytes, offset of the next entry) from offset on (records were verified at open)."""
         while offset < self.end:
-            entry = self._entry_at(offset, self.end)
-            if entry is None:
-                return
-            record, length = entry
-            if record["seq"] > after_seq:
-                yield record["seq"], self.flash.read(JOURNAL, offset + FRAME, length - FRAME)
-            offset += length
+            head = self.flash.read(JOURNAL, offset, FRAME)
+            length = (head[1] << 8) | head[2]
+            data = self.flash.read(JOURNAL, offset + FRAME, length)
+            offset += FRAME + length
+            yield (data[2] << 24) | (data[3] << 16) | (data[4] << 8) | data[5], data, offset
+
+    def offset_after(self, seq: int, offset: int = 0) -> int:
+        """Where the first record with a seq above seq starts, scanning headers from offset."""
+        while offset < self.end:
+            head = self.flash.read(JOURNAL, offset, FRAME + 6)
+            if ((head[5] << 24) | (head[6] << 16) | (head[7] << 8) | head[8]) > seq:
+                return offset
+            offset += FRAME + ((head[1] << 8) | head[2])
+        return self.end
 
     def records(self, after_seq: int = 0):
         """Decoded records with seq > after_seq, oldest first."""
@@ -153,18 +168,19 @@ class Journal:
         if seq >= self.next_seq:
             raise ValueError("ack %d is beyond the last record %d" % (seq, self.next_seq - 1))
         self.acked = seq
+        self.acked_offset = self.offset_after(seq, self.acked_offset)
         self.flash.replace(STATE, json.dumps({"acked": seq}).encode())
         self.bytes_written += 16
-        self.compact()
+        if self.acked_offset >= COMPACT_MIN and 2 * self.acked_offset >= self.end:
+            self.compact()
 
     def compact(self) -> None:
         """Rewrite the journal without acknowledged records, keeping unresolved sales."""
-        kept = []
-        for seq, data in self.entries():
-            if seq > self.acked or seq in self.pending_sales:
-                kept.append(frame(data))
-        blob = b"".join(kept)
-        self.flash.replace(JOURNAL, blob)
-        self.bytes_written += len(blob)
-        self.end = len(blob)
-        self.count = len(kept)
+        head = [frame(rec.encode(self.pending_sales[s])) for s in sorted(self.pending_sales) if s <= self.acked]
+        blob = b"".join(head)
+        rest = self.flash.read(JOURNAL, self.acked_offset, self.end - self.acked_offset) or b""
+        self.flash.replace(JOURNAL, blob + rest)
+        self.bytes_written += len(blob) + len(rest)
+        self.end = len(blob) + len(rest)
+        self.acked_offset = len(blob)
+        self.generation += 1

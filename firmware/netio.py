@@ -54,7 +54,11 @@ class TcpConnection:
 
     @classmethod
     def open(cls, host: str, port: int, timeout_ms: int) -> "TcpConnection":
-        """Connect to host:port, giving up with OSError(ETIMEDOUT) after timeout_ms."""
+        """Connect to host:port, giving up with OSError(ETIMEDOUT) after timeout_ms.
+
+        The name lookup (getaddrinfo) blocks on its own terms: give an address
+        literal where that matters.
+        """
         ai = socket.getaddrinfo(host, port, 0, socket.SOCK_STREAM)[0]
         sock = socket.socket(ai[0], socket.SOCK_STREAM)
         try:

@@ -1,6 +1,5 @@
 """The hub's HTTP side: the versioned API under /api/v1 and the dashboard at /."""
 
-
 import time
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any

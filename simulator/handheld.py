@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import random
 from collections.abc import Callable
 from pathlib import Path
 
 from firmware import sale
 from firmware.journal import Journal
 from firmware.pn532 import PN532
+from firmware.sync import SyncLoop
 from firmware.terminal import CONFIG, PRICES, Terminal
+from firmware.version import FIRMWARE_VERSION
 from simulator.mifare_card import MifareClassic1K
+from simulator.network import SimNetwork
 from simulator.pn532_device import VirtualPN532
 from simulator.power import PowerCut, PowerSwitch
 from simulator.serial_uart import SerialUart
@@ -31,12 +35,16 @@ class VirtualHandheld:
         clock: SimClock | None = None,
         wire_timing: bool = False,
         echo: Callable[[list[str]], None] | None = None,
+        mqtt: dict | None = None,
+        network_up: bool = True,
     ) -> None:
         self.device_id = device_id
         self.switch = PowerSwitch()
         self.flash = SimFlash(Path(root) / device_id, self.switch)
+        self.network = SimNetwork(up=network_up)
+        self.rng = random.Random(device_id)
         if self.flash.size(CONFIG) < 0:
-            config = {"device_id": device_id, "master_key": master.hex()}
+            config = {"device_id": device_id, "master_key": master.hex(), **(mqtt or {})}
             self.flash.provision(CONFIG, json.dumps(config).encode())
             self.flash.provision(PRICES, json.dumps(price_list).encode())
         self.config = json.loads(self.flash.read(CONFIG) or b"{}")
@@ -49,6 +57,7 @@ class VirtualHandheld:
         self.uart = SerialUart(self.pn532.path, check=self.switch.check)
         self.reader = PN532(self.uart, self.clock)
         self.terminal = Terminal(self.reader, self.flash, self.clock, self.display, self.keypad, self.config)
+        self.sync: SyncLoop | None = None
         self.boots = 0
 
     # -- power -----------------------------------------------------------------
@@ -65,9 +74,23 @@ class VirtualHandheld:
         self.pn532.power_on()
         self.uart.flush_input()
         self.keypad.queue.clear()
+        if self.sync is not None:
+            self.sync.client.close()  # the power went: the link drops without a goodbye
         self.terminal = Terminal(self.reader, self.flash, self.clock, self.display, self.keypad, self.config)
         self.boots += 1
         self.terminal.boot()
+        self.sync = None
+        if self.config.get("mqtt_password"):
+            terminal = self.terminal
+            self.sync = SyncLoop(
+                terminal.outbox,
+                self.network,
+                self.clock,
+                self.config,
+                lambda: {"firmware": FIRMWARE_VERSION, "prices": terminal.price_list.version if terminal.price_list else 0},
+                self.rng.random,
+                terminal.event,
+            )
 
     @property
     def state(self) -> str:
@@ -87,8 +110,20 @@ class VirtualHandheld:
     def run(self, max_polls: int = MAX_POLLS) -> None:
         """Poll the firmware until it has nothing more to do (PowerCut escapes)."""
         for _ in range(max_polls):
-            if not self.terminal.poll():
+            busy = self.terminal.poll()
+            if self.sync is not None:
+                self.sync.step()
+            if not busy:
                 return
+
+    @property
+    def backlog(self) -> int:
+        return self.terminal.outbox.backlog()
+
+    def sync_step(self) -> None:
+        """One turn of the main loop for the sync side only (the shop is quiet)."""
+        if self.sync is not None:
+            self.sync.step()
 
     def sell(
         self,

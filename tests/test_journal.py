@@ -99,6 +99,7 @@ def test_seq_survives_compaction_of_everything(flash):
     for _ in range(3):
         journal.append(event(), now=0)
     Outbox(journal).acknowledge(3)
+    journal.compact()
     assert list(journal.records()) == []
     again, _ = opened(flash)
     assert again.append(event(), now=0)["seq"] == 4
@@ -124,6 +125,37 @@ def test_compaction_keeps_pending_sales(flash):
     journal.append(sale(), now=0)  # seq 1, no outcome yet
     journal.append(event(), now=0)
     journal.acknowledge(2)
+    journal.compact()
     again, _ = opened(flash)
     assert [r["seq"] for r in again.records()] == [1]
     assert 1 in again.pending_sales
+
+
+def test_send_cursor_walks_a_backlog_once_and_survives_compaction(flash):
+    journal, _ = opened(flash)
+    for i in range(200):
+        journal.append(event(str(i)), now=0)
+    outbox = Outbox(journal)
+    sent = []
+    while outbox.unsent():
+        batch = outbox.next_batch(max_bytes=1024)
+        assert 0 < sum(len(d) + 2 for _, d in batch) <= 1024
+        sent += [seq for seq, _ in batch]
+        outbox.acknowledge(batch[-1][0])  # the hub keeps up
+    assert sent == list(range(1, 201))
+    assert journal.generation > 1  # compaction ran along the way...
+    assert flash.size("journal.bin") < 4096 + 1024  # ...and kept the file small
+    again, _ = opened(flash)
+    assert again.next_seq == 201 and all(r["seq"] > 100 for r in again.records())
+
+
+def test_rewind_resends_what_was_not_acknowledged(flash):
+    journal, _ = opened(flash)
+    for i in range(10):
+        journal.append(sale(i), now=0)
+    outbox = Outbox(journal)
+    first = outbox.next_batch(max_bytes=400)
+    outbox.next_batch(max_bytes=400)
+    outbox.acknowledge(first[-1][0])
+    outbox.rewind()
+    assert outbox.next_batch(max_bytes=400)[0][0] == first[-1][0] + 1

@@ -40,10 +40,11 @@ class Outcome:
 
 def scenarios() -> dict[str, Callable[..., Outcome]]:
     """Scenario name -> run(devices=, seed=, say=)."""
-    from simulator.scenarios import card_reader, offline_shift, power_cut
+    from simulator.scenarios import card_reader, offline_shift, power_cut, sync
 
     return {
         "offline-shift": offline_shift.run,
         "power-cut": power_cut.run,
         "card-reader": card_reader.run,
+        "sync": sync.run,
     }

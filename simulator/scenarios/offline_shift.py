@@ -80,9 +80,7 @@ def _shift(fleet: list[VirtualHandheld], members: list, strangers: list, rng: ra
         card = rng.choice(members)
         lines = [(rng.choice(list(PRICE_LIST_IDS)), rng.choice([1, 1, 1, 2, 3])) for _ in range(rng.randint(1, 4))]
         cancel = rng.random() < 0.05
-        state = handheld.sell(
-            card, lines, redeem_points=rng.random() < 0.2, pay_cash=rng.random() < 0.15, cancel=cancel
-        )
+        state = handheld.sell(card, lines, redeem_points=rng.random() < 0.2, pay_cash=rng.random() < 0.15, cancel=cancel)
         if cancel and state == sale.CANCELLED:
             tally["cancelled"] += 1
             say(f"{_stamp(handheld)} sale cancelled by staff")
