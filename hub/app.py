@@ -59,6 +59,7 @@ class Health(BaseModel):
     database: bool
     mqtt: bool | None
     devices: int
+    ingest: dict[str, int] = {}  # since this hub process started: messages, duplicates dropped, ...
 
 
 def device_out(d: Device) -> DeviceOut:
@@ -67,8 +68,12 @@ def device_out(d: Device) -> DeviceOut:
     return DeviceOut(**d.model_dump(exclude={"password_hash", "created", "prices_version"}), backlog=max(0, head - d.acked_seq))
 
 
-def create_app(engine: Engine, mqtt_connected: Callable[[], bool | None] = lambda: None) -> FastAPI:
-    """The FastAPI app over engine; mqtt_connected reports the bridge's link for /health."""
+def create_app(
+    engine: Engine,
+    mqtt_connected: Callable[[], bool | None] = lambda: None,
+    ingest_stats: Callable[[], dict[str, int]] = dict,
+) -> FastAPI:
+    """The FastAPI app over engine; the callables report the MQTT bridge's state for /health."""
     app = FastAPI(title="Member-card hub", version="1", docs_url="/api/docs", openapi_url="/api/v1/openapi.json")
 
     def session() -> Iterator[Session]:
@@ -81,7 +86,7 @@ def create_app(engine: Engine, mqtt_connected: Callable[[], bool | None] = lambd
     @api.get("/health", response_model=Health)
     def health(db: Db) -> Health:
         count = db.exec(select(func.count()).select_from(Device)).one()
-        return Health(status="ok", database=True, mqtt=mqtt_connected(), devices=count)
+        return Health(status="ok", database=True, mqtt=mqtt_connected(), devices=count, ingest=ingest_stats())
 
     @api.get("/devices", response_model=list[DeviceOut])
     def devices(db: Db, shop: str | None = None) -> list[DeviceOut]:

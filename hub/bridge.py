@@ -37,6 +37,7 @@ class BridgeStats:
 
     messages: int = 0
     batches: int = 0
+    duplicates: int = 0
     sales_committed: int = 0
     anomalies: int = 0
     errors: int = 0
@@ -75,6 +76,18 @@ class Bridge:
         self._worker = threading.Thread(target=self._work, name="hub-ingest", daemon=True)
         self._stopping = threading.Event()
 
+    def counters(self) -> dict[str, int]:
+        """The ingest counters for the health endpoint."""
+        s = self.stats
+        return {
+            "messages": s.messages,
+            "batches": s.batches,
+            "duplicates": s.duplicates,
+            "sales_committed": s.sales_committed,
+            "anomalies": s.anomalies,
+            "errors": s.errors,
+        }
+
     # -- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
@@ -100,6 +113,11 @@ class Bridge:
         self.stats.connected = True
         client.subscribe([(RECORDS, 1), (STATUS, 1)])
         client.publish(HUB_STATUS_TOPIC, json.dumps({"online": True}), qos=1, retain=True)
+        # After a crash, acks for what was committed may never have gone out: say them again,
+        # so devices need not wait for their ack timeout to resend.
+        with self.engine.connect() as conn:
+            for device_id, acked in conn.execute(select(DEVICES.c.id, DEVICES.c.acked_seq).where(DEVICES.c.acked_seq > 0)):
+                client.publish(ack_topic(device_id), encode_ack(acked), qos=1)
 
     def _on_disconnect(self, *_args: object) -> None:
         self.stats.connected = False
@@ -150,6 +168,7 @@ class Bridge:
                 self.client.publish(ack_topic(device_id), encode_ack(acked), qos=1)
                 self.stats.acks_sent[device_id] = acked
             self.stats.sales_committed += result.sales_committed
+            self.stats.duplicates += result.duplicates
             self.stats.anomalies += result.anomalies
         for msg in msgs:
             self.client.ack(msg.mid, msg.qos)

@@ -173,7 +173,7 @@ def _serve(settings: Settings, no_mqtt: bool) -> int:
             batch=settings.ingest_batch,
         )
         bridge.start()
-    app = create_app(engine, (lambda: bridge.stats.connected) if bridge else (lambda: None))
+    app = create_app(engine, (lambda: bridge.stats.connected) if bridge else (lambda: None), bridge.counters if bridge else dict)
     print(f"hub dashboard: http://{settings.http_host}:{settings.http_port}/", flush=True)
     try:
         uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")

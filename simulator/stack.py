@@ -60,9 +60,15 @@ class Stack:
         self.broker.start()
         self.start_hub()
 
-    def start_hub(self) -> None:
-        log = open(self.folder / "hub.log", "ab")
-        self.hub = subprocess.Popen([sys.executable, "-m", "hub", "serve"], env=self.env(), stdout=log, stderr=log)
+    def start_hub(self, wait: bool = True) -> None:
+        """Start `hub serve`; with wait, return once it is up and connected to the broker."""
+        with open(self.folder / "hub.log", "ab") as log:
+            self.hub = subprocess.Popen([sys.executable, "-m", "hub", "serve"], env=self.env(), stdout=log, stderr=log)
+        if wait:
+            self.wait_hub()
+
+    def wait_hub(self) -> None:
+        assert self.hub is not None
         deadline = time.monotonic() + HUB_START_TIMEOUT
         while time.monotonic() < deadline:
             if self.hub.poll() is not None:

@@ -42,7 +42,7 @@ def client(tmp_path_factory):
 
 
 def test_health(client):
-    assert client.get("/api/v1/health").json() == {"status": "ok", "database": True, "mqtt": True, "devices": 2}
+    assert client.get("/api/v1/health").json() == {"status": "ok", "database": True, "mqtt": True, "devices": 2, "ingest": {}}
 
 
 def test_devices_show_sync_state_and_backlog(client):

@@ -40,11 +40,15 @@ class Outcome:
 
 def scenarios() -> dict[str, Callable[..., Outcome]]:
     """Scenario name -> run(devices=, seed=, say=)."""
-    from simulator.scenarios import card_reader, offline_shift, power_cut, sync
+    from simulator.scenarios import backlog, card_reader, offline_shift, power_cut, sync
 
     return {
         "offline-shift": offline_shift.run,
         "power-cut": power_cut.run,
         "card-reader": card_reader.run,
         "sync": sync.run,
+        "hub-restart": sync.run_hub_restart,
+        "broker-restart": sync.run_broker_restart,
+        "duplicates": sync.run_duplicates,
+        "backlog": backlog.run,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub.models import Card, Sale
@@ -33,9 +34,13 @@ def sync_all(fleet: list[VirtualHandheld], timeout_s: float, say: Say, between: 
     return -1.0
 
 
-def check_hub(out: Outcome, engine, fleet: list[VirtualHandheld], cards: list[MifareClassic1K], master: bytes) -> None:  # type: ignore[no-untyped-def]
-    """Every sale once in the ledger, none lost or doubled; hub balances equal the cards'."""
-    made = {(h.device_id, s["seq"]) for h in fleet for s in committed_sales(h.journal())}
+def sales_made(fleet: list[VirtualHandheld]) -> set[tuple[str, int]]:
+    """(device, seq) of every committed sale in the journals; take it before sync compacts them."""
+    return {(h.device_id, s["seq"]) for h in fleet for s in committed_sales(h.journal())}
+
+
+def check_hub(out: Outcome, engine: Engine, made: set[tuple[str, int]], cards: list[MifareClassic1K], master: bytes) -> None:
+    """Every sale made is in the ledger once, none lost or doubled; hub balances equal the cards'."""
     with Session(engine) as db:
         rows = db.exec(select(Sale.device_id, Sale.seq).where(Sale.state == "committed")).all()
         hub_cards = {c.card_no: c for c in db.exec(select(Card))}

@@ -1,14 +1,22 @@
-"""sync: handhelds sell offline, the network comes back, they sync to a real broker and hub."""
+"""The sync scenarios: handhelds sell offline, the network comes back, they sync to a real hub.
+
+sync            nothing goes wrong
+hub-restart     the hub is killed with SIGKILL again and again while it ingests
+broker-restart  the broker is restarted (and once killed) while devices sync
+duplicates      every message reaches the broker twice, out of order
+"""
 
 from __future__ import annotations
 
 import random
 import tempfile
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from simulator.handheld import VirtualHandheld
 from simulator.scenarios import Outcome, Say
-from simulator.scenarios.hubcheck import check_hub, sync_all
+from simulator.scenarios.hubcheck import check_hub, sales_made, sync_all
 from simulator.scenarios.offline_shift import CARDS_PER_DEVICE, _shift
 from simulator.shop import PRICE_LIST, blank_card, master_key, member_card
 from simulator.stack import Stack
@@ -16,41 +24,112 @@ from simulator.vhal import SimClock
 
 SALES_PER_DEVICE = 20
 SYNC_TIMEOUT_S = 120
+Disturb = Callable[[Stack, float], None]  # (stack, seconds since sync began)
 
 
-def run(devices: int = 3, seed: int = 1, say: Say = print, sales_per_device: int = SALES_PER_DEVICE) -> Outcome:
+def run_sync(
+    name: str,
+    devices: int,
+    seed: int,
+    say: Say,
+    sales_per_device: int = SALES_PER_DEVICE,
+    chaos: bool = False,
+    disturb: Disturb | None = None,
+) -> Outcome:
+    """Sell offline, bring the network back, sync (disturbed), check the hub against cards and journals."""
     rng = random.Random(seed)
-    out = Outcome("sync")
+    out = Outcome(name)
     master = master_key(rng)
     cards = [
         member_card(rng, master, n + 1, rng.choice([0, 2000, 8000]), rng.randrange(500), n % 3)
         for n in range(devices * CARDS_PER_DEVICE)
     ]
-    with tempfile.TemporaryDirectory(prefix="sim-sync-") as tmp, Stack(Path(tmp) / "stack") as stack:
+    with tempfile.TemporaryDirectory(prefix=f"sim-{name}-") as tmp, Stack(Path(tmp) / "stack") as stack:
         say(f"broker on port {stack.settings.mqtt_port}, hub at {stack.url}")
         clock = SimClock()
         fleet = []
         for i in range(devices):
-            name = f"hh-{i + 1:02d}"
-            mqtt = stack.register(name, "shop-1")
-            fleet.append(VirtualHandheld(name, Path(tmp), master, PRICE_LIST, clock, mqtt=mqtt, network_up=False))
+            device_id = f"hh-{i + 1:02d}"
+            mqtt = stack.register(device_id, "shop-1")
+            handheld = VirtualHandheld(device_id, Path(tmp), master, PRICE_LIST, clock, mqtt=mqtt, network_up=False)
+            if chaos:
+                handheld.network.chaos = random.Random(seed * 100 + i)
+            fleet.append(handheld)
         try:
             for handheld in fleet:
                 handheld.boot()
             tally = _shift(fleet, cards, [blank_card(rng)], rng, devices * sales_per_device, lambda line: None)
+            made = sales_made(fleet)
+            out.check("every_sale_journaled", len(made) == tally["sold"], f"{len(made)} journaled, {tally['sold']} sold")
             say(f"{tally['sold']} sales made offline on {devices} handhelds; the network comes back")
             for handheld in fleet:
                 handheld.network.up = True
-            took = sync_all(fleet, SYNC_TIMEOUT_S, say)
+            began = time.monotonic()
+            took = sync_all(fleet, SYNC_TIMEOUT_S, say, (lambda: disturb(stack, time.monotonic() - began)) if disturb else None)
             out.check("all_synced", took >= 0, f"backlog left after {SYNC_TIMEOUT_S} s")
             say(f"synced in {took:.2f} s")
-            check_hub(out, stack.engine, fleet, cards, master)
+            if stack.hub is None or stack.hub.poll() is not None:
+                stack.start_hub()  # a disturbance may have left it down at the very end
+            check_hub(out, stack.engine, made, cards, master)
             devices_api = stack.api("/api/v1/devices")
-            out.check(
-                "devices_online_with_no_backlog", all(d["online"] and d["backlog"] == 0 for d in devices_api), str(devices_api)
-            )
+            out.check("devices_report_no_backlog", all(d["backlog"] == 0 for d in devices_api), str(devices_api))
             out.figures["sync_s"] = round(took, 3)
+            if chaos:
+                dropped = stack.api("/api/v1/health")["ingest"]["duplicates"]
+                out.check("hub_saw_and_dropped_duplicates", dropped > 0, "no duplicate reached the hub")
+                out.figures["publishes_doubled"] = sum(h.network.duplicated for h in fleet)
+                out.figures["duplicates_dropped"] = dropped
         finally:
             for handheld in fleet:
                 handheld.close()
     return out
+
+
+def run(devices: int = 3, seed: int = 1, say: Say = print) -> Outcome:
+    return run_sync("sync", devices, seed, say)
+
+
+class _Every:
+    """Disturb the stack every period seconds, times times."""
+
+    def __init__(self, period: float, times: int, act: Callable[[Stack, int], None]) -> None:
+        self.period, self.times, self.act, self.done = period, times, act, 0
+
+    def __call__(self, stack: Stack, elapsed: float) -> None:
+        if self.done < self.times and elapsed >= self.period * (self.done + 1):
+            self.act(stack, self.done)
+            self.done += 1
+
+
+def run_hub_restart(devices: int = 3, seed: int = 1, say: Say = print) -> Outcome:
+    def kill(stack: Stack, n: int) -> None:
+        say(f"  kill -9 the hub ({n + 1})")
+        stack.kill_hub()
+        stack.start_hub(wait=False)
+
+    disturb = _Every(0.4, 5, kill)
+    out = run_sync("hub-restart", devices, seed, say, sales_per_device=60, disturb=disturb)
+    out.check("hub_was_killed_during_sync", disturb.done >= 3, f"only {disturb.done} kills happened before sync ended")
+    out.figures["hub_kills"] = disturb.done
+    return out
+
+
+def run_broker_restart(devices: int = 3, seed: int = 1, say: Say = print) -> Outcome:
+    def restart(stack: Stack, n: int) -> None:
+        if n % 2 == 0:
+            say(f"  restart the broker ({n + 1})")
+            stack.broker.restart()
+        else:
+            say(f"  kill -9 the broker and start it again ({n + 1})")
+            stack.broker.kill()
+            stack.broker.start()
+
+    disturb = _Every(0.3, 3, restart)
+    out = run_sync("broker-restart", devices, seed, say, sales_per_device=60, disturb=disturb)
+    out.check("broker_restarted_during_sync", disturb.done >= 2, f"only {disturb.done} restarts before sync ended")
+    out.figures["broker_restarts"] = disturb.done
+    return out
+
+
+def run_duplicates(devices: int = 3, seed: int = 1, say: Say = print) -> Outcome:
+    return run_sync("duplicates", devices, seed, say, sales_per_device=40, chaos=True)
