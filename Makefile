@@ -17,7 +17,7 @@ test: setup lint typecheck
 	$(PY) -m pytest
 
 demo: setup
-	$(VENV)/bin/sim run offline-shift --devices 3 --pace 0.05
+	$(VENV)/bin/sim demo $(if $(DEMO_ONCE),--once,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -39,6 +39,11 @@ def main(argv: list[str] | None = None) -> int:
     handheld.add_argument("--cards", type=int, default=4, help="member cards to choose from")
     handheld.add_argument("--seed", type=int, default=1)
 
+    demo = sub.add_parser("demo", help="a shop's day with a real broker and hub (what `make demo` runs)")
+    demo.add_argument("--once", action="store_true", help="exit after the summary (DEMO_ONCE=1 make demo)")
+    demo.add_argument("--dir", default="demo", help="where the hub's database and the flash files go (wiped first)")
+    demo.add_argument("--pace", type=float, default=0.05, metavar="SECONDS", help="pause after each sale printed")
+
     run = sub.add_parser("run", help="run a scripted scenario and check it")
     run.add_argument("scenario", choices=sorted(scenarios()))
     run.add_argument("--devices", type=int, default=3)
@@ -53,6 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         return run_reader(args.card, args.blank, args.wire_timing, args.fault)
     if args.command == "card":
         return _make_card(args)
+    if args.command == "demo":
+        from simulator.demo import run_demo
+
+        return run_demo(Path(args.dir), args.once, args.pace)
     if args.command == "handheld":
         from simulator.interactive import run_interactive
 

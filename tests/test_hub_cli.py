@@ -1,0 +1,75 @@
+"""The `hub` command: registering devices, listing them, a broker that reloads without restarting."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from firmware.mqtt import MQTTClient, MQTTConnectError
+from firmware.netio import Network
+from hub.broker import free_port
+from simulator.vhal import SimClock
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def env(tmp_path):
+    return dict(os.environ, HUB_DATA_DIR=str(tmp_path / "hub"), HUB_MQTT_PORT=str(free_port()))
+
+
+def hub(env, *args):
+    return subprocess.run([sys.executable, "-m", "hub", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
+def login(port, user, password):
+    client = MQTTClient(Network(), SimClock(), user, "127.0.0.1", port, user=user, password=password)
+    client.connect(clean_session=True)
+    client.disconnect()
+
+
+def test_device_add_and_list(env):
+    added = hub(env, "device", "add", "hh-01", "--shop", "north")
+    assert added.returncode == 0, added.stderr
+    creds = json.loads(added.stdout)
+    assert creds["device_id"] == "hh-01" and len(creds["mqtt_password"]) >= 20
+    again = hub(env, "device", "add", "hh-01", "--shop", "north")
+    assert again.returncode == 2 and "already registered" in again.stderr
+    bad = hub(env, "device", "add", "hh/01", "--shop", "north")
+    assert bad.returncode != 0
+    listing = hub(env, "device", "list").stdout
+    assert "hh-01" in listing and "north" in listing and "offline" in listing
+    db = Path(env["HUB_DATA_DIR"]) / "hub.db"
+    assert creds["mqtt_password"].encode() not in db.read_bytes()  # stored hashed only
+
+
+def test_broker_admits_registered_devices_and_reloads_on_add(env):
+    first = json.loads(hub(env, "device", "add", "hh-01", "--shop", "north").stdout)
+    port = int(env["HUB_MQTT_PORT"])
+    broker = subprocess.Popen([sys.executable, "-m", "hub", "broker"], cwd=ROOT, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert broker.stdout is not None
+        assert "mosquitto on" in broker.stdout.readline()
+        login(port, "hh-01", first["mqtt_password"])
+        with pytest.raises(MQTTConnectError):
+            login(port, "hh-01", "wrong password")
+        second = json.loads(hub(env, "device", "add", "hh-02", "--shop", "north").stdout)
+        deadline = time.monotonic() + 10
+        while True:  # the running broker picks the new device up without a restart
+            try:
+                login(port, "hh-02", second["mqtt_password"])
+                break
+            except (MQTTConnectError, OSError):
+                assert time.monotonic() < deadline, "the new device was never admitted"
+                time.sleep(0.2)
+        assert broker.poll() is None
+    finally:
+        broker.send_signal(signal.SIGTERM)
+        broker.wait(timeout=20)
+    assert not (Path(env["HUB_DATA_DIR"]) / "hub-broker.pid").exists()
