@@ -178,4 +178,5 @@ def _dashboard_data(db: Session, now: int) -> dict[str, Any]:
         "turnover_today": totals[1],
         "recent_sales": list(db.exec(today.order_by(col(Sale.time).desc()).limit(20))),
         "anomalies": list(db.exec(select(Anomaly).order_by(col(Anomaly.id).desc()).limit(20))),
+        "anomaly_count": db.exec(select(func.count()).select_from(Anomaly)).one(),
     }

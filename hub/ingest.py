@@ -129,7 +129,7 @@ class _Tx:
                 continue
             if record["device"] != device_id:
                 self.flag(
-                    "device_mismatch", f"record of {record['device']!r} sent on {device_id!r}'s topic", device_id, record["seq"]
+                    "device_mismatch", f"record of device {record['device']!r} sent on the topic of {device_id!r}", device_id, record["seq"]
                 )
                 continue
             seq = record["seq"]

@@ -12,7 +12,7 @@ STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.5rem;color:#222}
 h1{font-size:1.4rem} h2{font-size:1.1rem;margin-top:1.6rem}
 table{border-collapse:collapse;min-width:40rem} td,th{padding:.25rem .6rem;border-bottom:1px solid #ddd;text-align:left}
-td.n{text-align:right;font-variant-numeric:tabular-nums}
+td.n,th.n{text-align:right} td.n{font-variant-numeric:tabular-nums}
 .on{color:#0a7a2f;font-weight:600} .off{color:#a33;font-weight:600} .muted{color:#777}
 .tiles{display:flex;gap:1rem} .tile{border:1px solid #ddd;border-radius:6px;padding:.6rem 1rem}
 .tile b{display:block;font-size:1.4rem}
@@ -21,6 +21,8 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}
 
 DEVICE_HEAD = ["Device", "Shop", "State", "Firmware", "Acked seq", "Backlog", "Last seen"]
 SALE_HEAD = ["Time", "Device", "Seq", "Card", "Total", "Stored value", "Cash"]
+ANOMALY_HEAD = ["Time", "Code", "Device", "Seq", "Detail"]
+NUMERIC_HEAD = {"Acked seq", "Backlog", "Seq", "Total", "Stored value", "Cash"}  # right-aligned, like their cells
 
 
 def _when(ts: int) -> str:
@@ -30,7 +32,7 @@ def _when(ts: int) -> str:
 def _table(table_id: str, head: list[str], rows: list[list[str]], empty: str) -> str:
     if not rows:
         return f'<p id="{table_id}" class="muted">{escape(empty)}</p>'
-    cells = "".join(f"<th>{escape(h)}</th>" for h in head)
+    cells = "".join(f'<th class="n">{escape(h)}</th>' if h in NUMERIC_HEAD else f"<th>{escape(h)}</th>" for h in head)
     body = "".join("<tr>" + "".join(rows_cell for rows_cell in row) + "</tr>" for row in rows)
     return f'<table id="{table_id}"><thead><tr>{cells}</tr></thead><tbody>{body}</tbody></table>'
 
@@ -67,7 +69,8 @@ def dashboard(data: dict[str, Any]) -> str:
         for s in data["recent_sales"]
     ]
     anomalies = [
-        [_td(_when(a.time)), _td(a.code), _td(a.device_id or "-"), _td(a.seq or ""), _td(a.detail)] for a in data["anomalies"]
+        [_td(_when(a.time)), _td(a.code), _td(a.device_id or "-"), _td(a.seq or "", True), _td(a.detail)]
+        for a in data["anomalies"]
     ]
     online = sum(1 for d in data["devices"] if d.online)
     return f"""<!doctype html>
@@ -80,12 +83,12 @@ def dashboard(data: dict[str, Any]) -> str:
  <div class="tile">Sales today<b id="sales-today">{data["sales_today"]}</b></div>
  <div class="tile">Turnover today<b id="turnover-today">{format_money(data["turnover_today"])}</b></div>
  <div class="tile">Devices online<b id="devices-online">{online}/{len(data["devices"])}</b></div>
- <div class="tile">Anomalies<b id="anomaly-count">{len(data["anomalies"])}</b></div>
+ <div class="tile">Anomalies<b id="anomaly-count">{data["anomaly_count"]}</b></div>
 </div>
 <h2>Devices</h2>
 {_table("devices", DEVICE_HEAD, devices, "No devices yet: hub device add ID --shop SHOP")}
 <h2>Today's sales</h2>
 {_table("sales", SALE_HEAD, sales, "No sales today yet.")}
 <h2>Anomalies</h2>
-{_table("anomalies", ["Time", "Code", "Device", "Seq", "Detail"], anomalies, "No anomalies.")}
+{_table("anomalies", ANOMALY_HEAD, anomalies, "No anomalies.")}
 </body></html>"""

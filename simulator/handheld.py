@@ -160,6 +160,9 @@ class VirtualHandheld:
         return self.terminal.journal
 
     def close(self) -> None:
+        """Switch the handheld off: its link drops without an MQTT goodbye (the broker sends the will)."""
+        if self.sync is not None:
+            self.sync.client.close()
         self.uart.close()
         self.pn532.stop()
 

@@ -3,8 +3,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the suite and the demo use (later issues add the broker, pcscd, chromium).
-DEB_PACKAGES=(python3-venv)
+# Debian packages the suite and the demo use: the venv module; Mosquitto, which the hub runs as its own
+# broker (own config, free loopback port), and its clients; Chromium, which Playwright drives for the
+# dashboard test (from /usr/bin/chromium; never `playwright install`).
+# If installing mosquitto starts the system service on port 1883, leave it: nothing here uses that port.
+DEB_PACKAGES=(python3-venv mosquitto mosquitto-clients chromium)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
