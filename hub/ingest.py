@@ -128,9 +128,8 @@ class _Tx:
                 self.flag(f"record_{exc.code}", exc.message, device_id)
                 continue
             if record["device"] != device_id:
-                self.flag(
-                    "device_mismatch", f"record of device {record['device']!r} sent on the topic of {device_id!r}", device_id, record["seq"]
-                )
+                detail = f"record of device {record['device']!r} sent on the topic of {device_id!r}"
+                self.flag("device_mismatch", detail, device_id, record["seq"])
                 continue
             seq = record["seq"]
             if seq in incoming and incoming[seq][1] != data:
