@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import inspect
 import json
 import random
 import sys
 import time
 from pathlib import Path
 
+from simulator.runtime import RUNTIMES
 from simulator.scenarios import Outcome, scenarios
 
 
@@ -50,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--seed", type=int, default=1)
     run.add_argument("--json", action="store_true", help="print one JSON object on stdout (progress goes to stderr)")
     run.add_argument("--pace", type=float, default=0.0, metavar="SECONDS", help="pause after each progress line, to watch")
+    run.add_argument(
+        "--runtime", choices=RUNTIMES, default="cpython", help="interpreter of the handhelds' firmware (default: cpython)"
+    )
 
     args = parser.parse_args(argv)
     if args.command == "reader":
@@ -66,10 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         from simulator.interactive import run_interactive
 
         return run_interactive(args.dir, args.cards, args.seed)
-    return _run_scenario(args.scenario, args.devices, args.seed, args.json, args.pace)
+    return _run_scenario(args.scenario, args.devices, args.seed, args.json, args.pace, args.runtime)
 
 
-def _run_scenario(name: str, devices: int, seed: int, as_json: bool, pace: float = 0.0) -> int:
+def _run_scenario(name: str, devices: int, seed: int, as_json: bool, pace: float = 0.0, runtime: str = "cpython") -> int:
     if devices < 1:
         print("sim run: --devices must be at least 1", file=sys.stderr)
         return 2
@@ -79,7 +84,13 @@ def _run_scenario(name: str, devices: int, seed: int, as_json: bool, pace: float
         if pace > 0:
             time.sleep(pace)
 
-    outcome = scenarios()[name](devices=devices, seed=seed, say=say)
+    run = scenarios()[name]
+    if runtime != "cpython" and "runtime" not in inspect.signature(run).parameters:
+        print(f"sim run: {name} runs on the cpython runtime only", file=sys.stderr)
+        return 2
+    extra = {"runtime": runtime} if runtime != "cpython" else {}
+    outcome = run(devices=devices, seed=seed, say=say, **extra)
+    outcome.figures.setdefault("runtime_micropython", int(runtime == "micropython"))
     if as_json:
         print(json.dumps(outcome.as_json(), sort_keys=True))
     else:

@@ -6,6 +6,7 @@ import json
 import random
 from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 from firmware import sale
 from firmware.journal import Journal
@@ -23,8 +24,103 @@ from simulator.vhal import SimClock, SimDisplay, SimFlash, SimKeypad
 MAX_POLLS = 200
 
 
-class VirtualHandheld:
+def provision(flash: SimFlash, device_id: str, master: bytes, price_list: dict, mqtt: dict | None) -> dict:
+    """Put a new handheld's configuration and price list on its flash (once); its configuration."""
+    if flash.size(CONFIG) < 0:
+        config = {"device_id": device_id, "master_key": master.hex(), **(mqtt or {})}
+        flash.provision(CONFIG, json.dumps(config).encode())
+        flash.provision(PRICES, json.dumps(price_list).encode())
+    return json.loads(flash.read(CONFIG) or b"{}")
+
+
+class LinkSwitch(Protocol):
+    """The shop's network as a handheld sees it: up or down."""
+
+    up: bool
+
+
+class Handheld:
+    """What every virtual handheld offers a scenario, whichever interpreter runs its firmware."""
+
+    device_id: str
+    pn532: VirtualPN532
+    switch: PowerSwitch
+    clock: SimClock
+    network: LinkSwitch
+
+    @property
+    def state(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def lines(self) -> list[str]:
+        """What the display shows now."""
+        raise NotImplementedError
+
+    @property
+    def backlog(self) -> int:
+        raise NotImplementedError
+
+    def boot(self, cut: tuple[int, str] | None = None) -> None:
+        raise NotImplementedError
+
+    def sync_step(self) -> None:
+        raise NotImplementedError
+
+    def journal(self) -> Journal:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def tap(self, card: MifareClassic1K) -> None:
+        self.pn532.place_card(card)
+
+    def remove_card(self) -> None:
+        self.pn532.remove_card()
+
+    def press(self, *keys: str) -> None:
+        raise NotImplementedError
+
+    def run(self, max_polls: int = MAX_POLLS) -> None:
+        raise NotImplementedError
+
+    def sell(
+        self,
+        card: MifareClassic1K,
+        lines: list[tuple[int, int]],
+        redeem_points: bool = False,
+        pay_cash: bool = False,
+        cancel: bool = False,
+    ) -> str:
+        """Ring up a sale as staff would; the state the handheld ends in (receipt when sold)."""
+        self.tap(card)
+        self.run()
+        if self.state != sale.ITEMS:
+            self.remove_card()
+            self.run()
+            return self.state
+        for item, qty in lines:
+            self.press(*(f"{qty}*{item}" if qty != 1 else str(item)), "ENTER")
+        self.press("CANCEL" if cancel else "OK")
+        if not cancel:
+            if redeem_points:
+                self.press("POINTS")
+            if pay_cash:
+                self.press("CASH")
+            self.press("OK")
+        self.run()
+        final = self.state
+        self.remove_card()
+        self.run()
+        return final
+
+
+
+class VirtualHandheld(Handheld):
     """One handheld with its card reader, flash, keypad and display; power can be cut."""
+
+    network: SimNetwork
 
     def __init__(
         self,
@@ -43,11 +139,7 @@ class VirtualHandheld:
         self.flash = SimFlash(Path(root) / device_id, self.switch)
         self.network = SimNetwork(up=network_up)
         self.rng = random.Random(device_id)
-        if self.flash.size(CONFIG) < 0:
-            config = {"device_id": device_id, "master_key": master.hex(), **(mqtt or {})}
-            self.flash.provision(CONFIG, json.dumps(config).encode())
-            self.flash.provision(PRICES, json.dumps(price_list).encode())
-        self.config = json.loads(self.flash.read(CONFIG) or b"{}")
+        self.config = provision(self.flash, device_id, master, price_list, mqtt)
         self.clock = clock or SimClock()
         self.display = SimDisplay(echo)
         self.keypad = SimKeypad()
@@ -96,13 +188,11 @@ class VirtualHandheld:
     def state(self) -> str:
         return self.terminal.state
 
+    @property
+    def lines(self) -> list[str]:
+        return self.display.lines
+
     # -- the world around the handheld --------------------------------------------
-
-    def tap(self, card: MifareClassic1K) -> None:
-        self.pn532.place_card(card)
-
-    def remove_card(self) -> None:
-        self.pn532.remove_card()
 
     def press(self, *keys: str) -> None:
         self.keypad.press(*keys)
@@ -124,36 +214,6 @@ class VirtualHandheld:
         """One turn of the main loop for the sync side only (the shop is quiet)."""
         if self.sync is not None:
             self.sync.step()
-
-    def sell(
-        self,
-        card: MifareClassic1K,
-        lines: list[tuple[int, int]],
-        redeem_points: bool = False,
-        pay_cash: bool = False,
-        cancel: bool = False,
-    ) -> str:
-        """Ring up a sale as staff would; the state the handheld ends in (receipt when sold)."""
-        self.tap(card)
-        self.run()
-        if self.state != sale.ITEMS:
-            self.remove_card()
-            self.run()
-            return self.state
-        for item, qty in lines:
-            self.press(*(f"{qty}*{item}" if qty != 1 else str(item)), "ENTER")
-        self.press("CANCEL" if cancel else "OK")
-        if not cancel:
-            if redeem_points:
-                self.press("POINTS")
-            if pay_cash:
-                self.press("CASH")
-            self.press("OK")
-        self.run()
-        final = self.state
-        self.remove_card()
-        self.run()
-        return final
 
     def journal(self) -> Journal:
         """The journal as it stands on flash (opened read-only, without repairs)."""

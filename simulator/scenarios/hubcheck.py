@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub.models import Card, Sale
-from simulator.handheld import VirtualHandheld, committed_sales
+from simulator.handheld import Handheld, committed_sales
 from simulator.mifare_card import MifareClassic1K
 from simulator.scenarios import Outcome, Say
 from simulator.shop import read_card_directly
 
 
-def sync_all(fleet: list[VirtualHandheld], timeout_s: float, say: Say, between: Callable[[], None] | None = None) -> float:
+def sync_all(fleet: Sequence[Handheld], timeout_s: float, say: Say, between: Callable[[], None] | None = None) -> float:
     """Run every handheld's sync loop until every journal is acknowledged; seconds taken."""
     began = time.monotonic()
     last_report = began
@@ -34,7 +34,7 @@ def sync_all(fleet: list[VirtualHandheld], timeout_s: float, say: Say, between: 
     return -1.0
 
 
-def sales_made(fleet: list[VirtualHandheld]) -> set[tuple[str, int]]:
+def sales_made(fleet: Sequence[Handheld]) -> set[tuple[str, int]]:
     """(device, seq) of every committed sale in the journals; take it before sync compacts them."""
     return {(h.device_id, s["seq"]) for h in fleet for s in committed_sales(h.journal())}
 

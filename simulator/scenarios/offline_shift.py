@@ -9,12 +9,14 @@ from __future__ import annotations
 import random
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 from firmware import sale
 from protocol.pricing import PriceList, verify_sale
-from simulator.handheld import VirtualHandheld, committed_sales
+from simulator.handheld import Handheld, committed_sales
 from simulator.mifare_card import MifareClassic1K
+from simulator.runtime import make_handheld
 from simulator.scenarios import Outcome, Say
 from simulator.shop import PRICE_LIST, blank_card, master_key, member_card, read_card_directly
 from simulator.vhal import SimClock
@@ -25,7 +27,9 @@ PRICE_LIST_IDS = [item["id"] for item in PRICE_LIST["items"]]
 REFUSAL_CODES = ("blank_card", "unknown_card")
 
 
-def run(devices: int = 3, seed: int = 1, say: Say = print, sales_per_device: int = SALES_PER_DEVICE) -> Outcome:
+def run(
+    devices: int = 3, seed: int = 1, say: Say = print, sales_per_device: int = SALES_PER_DEVICE, runtime: str = "cpython"
+) -> Outcome:
     rng = random.Random(seed)
     out = Outcome("offline-shift")
     master = master_key(rng)
@@ -39,7 +43,7 @@ def run(devices: int = 3, seed: int = 1, say: Say = print, sales_per_device: int
     say(f"A shop with {devices} handhelds and {len(members)} member cards, no network. Sales as they happen:")
     with tempfile.TemporaryDirectory(prefix="sim-shift-") as root:
         clock = SimClock()  # one shop, one time of day for every handheld
-        fleet = [VirtualHandheld(f"hh-{i + 1:02d}", Path(root), master, PRICE_LIST, clock) for i in range(devices)]
+        fleet = [make_handheld(runtime, f"hh-{i + 1:02d}", Path(root), master, PRICE_LIST, clock) for i in range(devices)]
         try:
             for handheld in fleet:
                 handheld.boot()
@@ -64,7 +68,7 @@ def run(devices: int = 3, seed: int = 1, say: Say = print, sales_per_device: int
     return out
 
 
-def _shift(fleet: list[VirtualHandheld], members: list, strangers: list, rng: random.Random, count: int, say: Say) -> dict:
+def _shift(fleet: Sequence[Handheld], members: list, strangers: list, rng: random.Random, count: int, say: Say) -> dict:
     """Ring up count random sales across the fleet; what the script expects to have happened."""
     tally = {"sold": 0, "cancelled": 0, "refused": 0}
     for n in range(count):
@@ -73,7 +77,7 @@ def _shift(fleet: list[VirtualHandheld], members: list, strangers: list, rng: ra
         if rng.random() < 0.04:
             handheld.sell(rng.choice(strangers), [(101, 1)])
             tally["refused"] += 1
-            say(f"{_stamp(handheld)} a stranger's card is refused: {handheld.display.lines[1]!r}")
+            say(f"{_stamp(handheld)} a stranger's card is refused: {handheld.lines[1]!r}")
             handheld.press("OK")
             handheld.run()
             continue
@@ -86,19 +90,19 @@ def _shift(fleet: list[VirtualHandheld], members: list, strangers: list, rng: ra
             say(f"{_stamp(handheld)} sale cancelled by staff")
             continue
         if state != sale.RECEIPT:
-            raise RuntimeError(f"sale {n} on {handheld.device_id} ended in {state}: {handheld.display.lines}")
+            raise RuntimeError(f"sale {n} on {handheld.device_id} ended in {state}: {handheld.lines}")
         tally["sold"] += 1
-        say(f"{_stamp(handheld)} {' | '.join(handheld.display.lines)}")
+        say(f"{_stamp(handheld)} {' | '.join(handheld.lines)}")
     return tally
 
 
-def _stamp(handheld: VirtualHandheld) -> str:
+def _stamp(handheld: Handheld) -> str:
     return f"{time.strftime('%H:%M', time.gmtime(handheld.clock.time()))} [{handheld.device_id}]"
 
 
 def _check(
     out: Outcome,
-    fleet: list[VirtualHandheld],
+    fleet: Sequence[Handheld],
     members: list[MifareClassic1K],
     start: dict[bytes, dict],
     prices: PriceList,

@@ -13,9 +13,10 @@ import time
 from pathlib import Path
 
 from firmware import sale
-from simulator.handheld import VirtualHandheld, committed_sales
+from simulator.handheld import committed_sales
 from simulator.mifare_card import MifareClassic1K
 from simulator.power import CUT_MODES, PowerCut
+from simulator.runtime import make_handheld
 from simulator.scenarios import Outcome, Say
 from simulator.shop import PRICE_LIST, master_key, member_card, read_card_directly
 
@@ -26,10 +27,10 @@ Cut = tuple[int, str]
 class _Bench:
     """A handheld and a card in a known state, made afresh for every case."""
 
-    def __init__(self, root: Path, master: bytes, card: MifareClassic1K) -> None:
+    def __init__(self, root: Path, master: bytes, card: MifareClassic1K, runtime: str) -> None:
         self.master = master
         self.card = MifareClassic1K.from_json(card.to_json())
-        self.handheld = VirtualHandheld("hh-cut", root, master, PRICE_LIST)
+        self.handheld = make_handheld(runtime, "hh-cut", root, master, PRICE_LIST, count_writes=True)
         self.handheld.boot()
         self.before = read_card_directly(self.card, master)["purse"]
 
@@ -64,7 +65,7 @@ class _Bench:
         return handheld.switch.writes
 
 
-def run(devices: int = 1, seed: int = 1, say: Say = print) -> Outcome:
+def run(devices: int = 1, seed: int = 1, say: Say = print, runtime: str = "cpython") -> Outcome:
     rng = random.Random(seed)
     out = Outcome("power-cut")
     master = master_key(rng)
@@ -72,7 +73,7 @@ def run(devices: int = 1, seed: int = 1, say: Say = print) -> Outcome:
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="sim-cut-") as tmp:
         root = Path(tmp)
-        bench = _Bench(root / "dry", master, card)
+        bench = _Bench(root / "dry", master, card, runtime)
         bench.sell(None)
         sale_writes = list(bench.handheld.switch.log)
         bench.handheld.close()
@@ -81,12 +82,12 @@ def run(devices: int = 1, seed: int = 1, say: Say = print) -> Outcome:
         cases = 0
         for index, what in enumerate(sale_writes):
             for mode in CUT_MODES:
-                recovery_writes = _case(out, root / f"c{cases}", master, card, [(index, mode)])
+                recovery_writes = _case(out, root / f"c{cases}", master, card, [(index, mode)], runtime)
                 cases += 1
                 say(f"cut {mode:6} write {index} ({what}): recovery made {recovery_writes} writes")
                 for r_index in range(recovery_writes):
                     for r_mode in CUT_MODES:
-                        _case(out, root / f"c{cases}", master, card, [(index, mode), (r_index, r_mode)])
+                        _case(out, root / f"c{cases}", master, card, [(index, mode), (r_index, r_mode)], runtime)
                         cases += 1
     out.figures.update(
         {
@@ -99,9 +100,9 @@ def run(devices: int = 1, seed: int = 1, say: Say = print) -> Outcome:
     return out
 
 
-def _case(out: Outcome, root: Path, master: bytes, card: MifareClassic1K, cuts: list[Cut]) -> int:
+def _case(out: Outcome, root: Path, master: bytes, card: MifareClassic1K, cuts: list[Cut], runtime: str) -> int:
     """Sell with cuts[0], recover with each later cut, recover cleanly, check; the clean recovery's writes."""
-    bench = _Bench(root, master, card)
+    bench = _Bench(root, master, card, runtime)
     label = " then ".join(f"{mode}@{index}" for index, mode in cuts)
     try:
         bench.sell(cuts[0])
@@ -142,6 +143,8 @@ def _check(out: Outcome, bench: _Bench, label: str) -> None:
     later = read_card_directly(bench.card, bench.master)["purse"]
     out.check(
         "next_sale_works",
-        state == sale.RECEIPT and later["counter"] == after["counter"] + 1 and len(committed_sales(journal)) == len(sales) + 1,
+        state == sale.RECEIPT
+        and later["counter"] == after["counter"] + 1
+        and len(committed_sales(handheld.journal())) == len(sales) + 1,
         f"{label}: state {state}, counter {after['counter']}->{later['counter']}",
     )

@@ -14,7 +14,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from simulator.handheld import VirtualHandheld
+from simulator.handheld import Handheld, VirtualHandheld
+from simulator.runtime import make_handheld
 from simulator.scenarios import Outcome, Say
 from simulator.scenarios.hubcheck import check_hub, sales_made, sync_all
 from simulator.scenarios.offline_shift import CARDS_PER_DEVICE, _shift
@@ -35,6 +36,7 @@ def run_sync(
     sales_per_device: int = SALES_PER_DEVICE,
     chaos: bool = False,
     disturb: Disturb | None = None,
+    runtime: str = "cpython",
 ) -> Outcome:
     """Sell offline, bring the network back, sync (disturbed), check the hub against cards and journals."""
     rng = random.Random(seed)
@@ -47,12 +49,13 @@ def run_sync(
     with tempfile.TemporaryDirectory(prefix=f"sim-{name}-") as tmp, Stack(Path(tmp) / "stack") as stack:
         say(f"broker on port {stack.settings.mqtt_port}, hub at {stack.url}")
         clock = SimClock()
-        fleet = []
+        fleet: list[Handheld] = []
         for i in range(devices):
             device_id = f"hh-{i + 1:02d}"
             mqtt = stack.register(device_id, "shop-1")
-            handheld = VirtualHandheld(device_id, Path(tmp), master, PRICE_LIST, clock, mqtt=mqtt, network_up=False)
+            handheld = make_handheld(runtime, device_id, Path(tmp), master, PRICE_LIST, clock, mqtt=mqtt, network_up=False)
             if chaos:
+                assert isinstance(handheld, VirtualHandheld), "chaos networking is simulated on the CPython runtime"
                 handheld.network.chaos = random.Random(seed * 100 + i)
             fleet.append(handheld)
         try:
@@ -77,7 +80,7 @@ def run_sync(
             if chaos:
                 dropped = stack.api("/api/v1/health")["ingest"]["duplicates"]
                 out.check("hub_saw_and_dropped_duplicates", dropped > 0, "no duplicate reached the hub")
-                out.figures["publishes_doubled"] = sum(h.network.duplicated for h in fleet)
+                out.figures["publishes_doubled"] = sum(h.network.duplicated for h in fleet if isinstance(h, VirtualHandheld))
                 out.figures["duplicates_dropped"] = dropped
         finally:
             for handheld in fleet:
@@ -85,8 +88,8 @@ def run_sync(
     return out
 
 
-def run(devices: int = 3, seed: int = 1, say: Say = print) -> Outcome:
-    return run_sync("sync", devices, seed, say)
+def run(devices: int = 3, seed: int = 1, say: Say = print, runtime: str = "cpython") -> Outcome:
+    return run_sync("sync", devices, seed, say, runtime=runtime)
 
 
 class _Every:
