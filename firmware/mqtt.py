@@ -566,7 +566,8 @@ class MQTTClient:
                 self._fail("no SUBACK within %d ms" % self.timeout_ms)
             for p in self._read(left):
                 self._handle(p)
-        got_pid, codes = self._suback
+        # _handle() set _suback; pyright keeps the loop's narrowing of it to None across that call.
+        got_pid, codes = self._suback  # pyright: ignore[reportGeneralTypeIssues]
         self._suback = None
         if got_pid != pid:
             self._fail("SUBACK for packet %d, expected %d" % (got_pid, pid))
@@ -622,7 +623,7 @@ class MQTTClient:
             except OSError:
                 pass
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, why: str):  # unannotated: pyright infers NoReturn (typing.NoReturn is not on the board)
         """Close the connection and raise MQTTDisconnected(why)."""
         self._drop()
         raise MQTTDisconnected(why)

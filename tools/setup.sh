@@ -13,6 +13,8 @@ missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
 done
+# pyright (the firmware's type check against the MicroPython stubs) runs on Node.js; any node will do.
+command -v node >/dev/null || missing+=(nodejs)
 if ((${#missing[@]})); then
   echo "setup: installing Debian packages: ${missing[*]}"
   SUDO=""
@@ -40,4 +42,17 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     exit 1
   fi
   echo "$want" >"$stamp"
+fi
+
+# The ESP32 board's MicroPython stubs for `pyright -p tools/pyright-mpy.json` (typings/ is gitignored).
+STUBS="micropython-esp32-stubs==1.29.0.post1"
+if [ "$(cat typings/.membercard-stamp 2>/dev/null)" != "$STUBS" ]; then
+  echo "setup: installing $STUBS into typings/"
+  rm -rf typings
+  if ! .venv/bin/python -m pip install --target typings "$STUBS" >>.venv/setup.log 2>&1; then
+    tail -n 20 .venv/setup.log >&2
+    echo "setup: pip failed installing $STUBS (see .venv/setup.log); check that PyPI is reachable, then run 'make setup' again" >&2
+    exit 1
+  fi
+  echo "$STUBS" >typings/.membercard-stamp
 fi
