@@ -2,7 +2,7 @@
 VENV := .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test lint typecheck demo clean
+.PHONY: setup test lint typecheck demo clean firmware
 
 setup:
 	@tools/setup.sh
@@ -19,5 +19,9 @@ test: setup lint typecheck
 demo: setup
 	$(VENV)/bin/sim demo $(if $(DEMO_ONCE),--once,)
 
+# The handheld's deployable bundle: build/firmware-<version>/ (README: "Putting the firmware on a handheld")
+firmware: setup
+	$(PY) tools/build_firmware.py
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache build typings
