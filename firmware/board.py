@@ -264,21 +264,22 @@ class BoardFlash(hal.Flash):
                 return -1
             raise
 
-    def _write_all(self, path: str, mode: str, data: bytes) -> None:
+    def _write_all(self, path: str, mode: str, data) -> None:
         with open(path, mode) as f:
-            view = memoryview(data)
-            done = 0
-            while done < len(view):
-                n = f.write(view[done:])
-                if not n:
-                    raise OSError(errno.EIO, "short write to %s" % path)
-                done += n
+            for chunk in hal.chunks(data):
+                view = memoryview(chunk)
+                done = 0
+                while done < len(view):
+                    n = f.write(view[done:])
+                    if not n:
+                        raise OSError(errno.EIO, "short write to %s" % path)
+                    done += n
 
     def append(self, name: str, data: bytes) -> None:
         self._drop_reader(name)
         self._write_all(self._path(name), "ab", data)
 
-    def replace(self, name: str, data: bytes) -> None:
+    def replace(self, name: str, data) -> None:
         self._drop_reader(name)
         path = self._path(name)
         tmp = path + ".tmp"

@@ -28,7 +28,7 @@ class Clock:
         raise NotImplementedError
 
     def ticks_ms(self) -> int:
-        """Monotonic milliseconds; only differences mean anything."""
+        """Monotonic milliseconds that never wrap (callers subtract them); only differences mean anything."""
         raise NotImplementedError
 
     def sleep_ms(self, ms: int) -> None:
@@ -54,8 +54,12 @@ class Flash:
         """Append and make durable before returning."""
         raise NotImplementedError
 
-    def replace(self, name: str, data: bytes) -> None:
-        """Atomically replace the file (write a temporary file, then rename)."""
+    def replace(self, name: str, data) -> None:
+        """Atomically replace the file (write a temporary file, then rename).
+
+        data is bytes, or an iterable of byte chunks, so a big file can be
+        rewritten (journal compaction) with a little RAM.
+        """
         raise NotImplementedError
 
     def truncate(self, name: str, size: int) -> None:
@@ -64,6 +68,13 @@ class Flash:
 
     def remove(self, name: str) -> None:
         raise NotImplementedError
+
+
+def chunks(data):
+    """The chunks of what Flash.replace() was given: bytes, or an iterable of bytes."""
+    if isinstance(data, (bytes, bytearray, memoryview)):
+        return (data,)
+    return data
 
 
 class Display:

@@ -16,6 +16,7 @@ STATE = "journal.json"
 MAGIC = 0xA5
 FRAME = 3  # magic + 16-bit length
 MAX_RECORD = 1024
+COPY_CHUNK = 1024  # compaction copies this much at a time: RAM stays small on a board
 COMPACT_MIN = 4096  # compact once at least this many acknowledged bytes lead the file...
 # ...and they are at least half of it: each byte is then rewritten O(1) times on average.
 
@@ -125,7 +126,15 @@ class Journal:
         if len(data) > MAX_RECORD:
             raise rec.RecordError("too_long", "record of %d bytes exceeds %d" % (len(data), MAX_RECORD))
         entry = frame(data)
-        self.flash.append(JOURNAL, entry)
+        try:
+            self.flash.append(JOURNAL, entry)
+        except OSError:
+            # A write error (not a power cut) may still have put all or part of it on flash.
+            size = self.flash.size(JOURNAL)
+            if size != self.end + len(entry):
+                if size > self.end:
+                    self.flash.truncate(JOURNAL, self.end)
+                raise
         self.bytes_written += len(entry)
         self.end += len(entry)
         self.next_seq += 1
@@ -176,11 +185,18 @@ class Journal:
 
     def compact(self) -> None:
         """Rewrite the journal without acknowledged records, keeping unresolved sales."""
-        head = [frame(rec.encode(self.pending_sales[s])) for s in sorted(self.pending_sales) if s <= self.acked]
-        blob = b"".join(head)
-        rest = self.flash.read(JOURNAL, self.acked_offset, self.end - self.acked_offset) or b""
-        self.flash.replace(JOURNAL, blob + rest)
-        self.bytes_written += len(blob) + len(rest)
-        self.end = len(blob) + len(rest)
-        self.acked_offset = len(blob)
+        head = b"".join([frame(rec.encode(self.pending_sales[s])) for s in sorted(self.pending_sales) if s <= self.acked])
+        size = len(head) + self.end - self.acked_offset
+        self.flash.replace(JOURNAL, self._copy(head, self.acked_offset, self.end))
+        self.bytes_written += size
+        self.end = size
+        self.acked_offset = len(head)
         self.generation += 1
+
+    def _copy(self, head: bytes, start: int, end: int):
+        if head:
+            yield head
+        while start < end:
+            chunk = self.flash.read(JOURNAL, start, min(COPY_CHUNK, end - start))
+            yield chunk
+            start += len(chunk)

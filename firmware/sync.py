@@ -22,6 +22,7 @@ BACKOFF_MAX_MS = 30000
 ACK_TIMEOUT_MS = 10000  # no ack progress for this long while records are out: send them again
 WINDOW = 8  # QoS 1 messages in flight at most
 KEEPALIVE_S = 30
+CONNECT_TIMEOUT_MS = 1500
 
 
 def next_backoff(backoff_ms: int, jitter: float) -> int:
@@ -50,6 +51,8 @@ class SyncLoop:
             user=self.device_id,
             password=config.get("mqtt_password", ""),
             keepalive_s=KEEPALIVE_S,
+            # Connecting blocks the main loop: keep it short so a dead broker does not freeze the till.
+            timeout_ms=config.get("mqtt_timeout_ms", CONNECT_TIMEOUT_MS),
         )
         self.state = OFFLINE
         self.backoff_ms = 0

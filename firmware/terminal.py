@@ -19,6 +19,7 @@ PRICES = "prices.json"
 CONFIG = "config.json"
 DIGITS = "0123456789*"
 READER_FAULT = "Card reader fault"
+FLASH_FULL = "Flash full: sync!"
 
 
 def load_config(flash) -> dict:
@@ -142,9 +143,11 @@ class Terminal:
 
     def event(self, code: str, message: str, uid: bytes = b"") -> None:
         """Journal an event (a refused card, a fault, a repair) for HQ to see."""
-        self.journal.append(
-            {"kind": "event", "code": code, "message": message, "uid": uid.hex()}, self.clock.time()
-        )
+        try:
+            self.journal.append({"kind": "event", "code": code, "message": message, "uid": uid.hex()}, self.clock.time())
+        except OSError:
+            # Flash full: an event is not worth stopping the till for; sales refuse on their own.
+            self.notice = FLASH_FULL
 
     def refuse(self, message: str) -> None:
         self.ctx = {"error": message}

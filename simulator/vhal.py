@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from firmware import hal
@@ -55,8 +55,9 @@ class SimFlash(hal.Flash):
         self.switch.check()
         self._write(self._path(name), "ab", data, self.switch.next_write("flash:append:" + name))
 
-    def replace(self, name: str, data: bytes) -> None:
+    def replace(self, name: str, data: bytes | Iterable[bytes]) -> None:
         self.switch.check()
+        data = b"".join(hal.chunks(data))
         cut = self.switch.next_write("flash:replace:" + name)
         tmp = self._path(name + ".tmp")
         # A torn replace leaves only a torn temporary file; the rename is what commits.

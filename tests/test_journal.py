@@ -159,3 +159,57 @@ def test_rewind_resends_what_was_not_acknowledged(flash):
     outbox.acknowledge(first[-1][0])
     outbox.rewind()
     assert outbox.next_batch(max_bytes=400)[0][0] == first[-1][0] + 1
+
+
+def test_compaction_streams_a_big_journal_in_small_chunks(flash, monkeypatch):
+    journal, _ = opened(flash)
+    for i in range(400):
+        journal.append(event(str(i)), now=0)
+    reads: list[int] = []
+    real_read = flash.read
+
+    def counting_read(name, offset=0, size=-1):
+        reads.append(size)
+        return real_read(name, offset, size)
+
+    monkeypatch.setattr(flash, "read", counting_read)
+    journal.acknowledge(300)  # past half the file: compaction runs
+    assert journal.generation > 1
+    copy_reads = [size for size in reads if size > 16]
+    assert copy_reads and max(copy_reads) <= 1024  # never the whole file at once
+    monkeypatch.undo()
+    again, _ = opened(flash)
+    assert [r["seq"] for r in again.records()] == list(range(301, 401))
+
+
+class FailingFlash(SimFlash):
+    """A flash whose next append fails with an I/O error after writing some of the bytes."""
+
+    landed: int | None = 0
+
+    def append(self, name, data):
+        if self.landed is not None:
+            super().append(name, data[: self.landed] if self.landed >= 0 else data)
+            self.landed = None
+            raise OSError(5, "I/O error")
+        super().append(name, data)
+
+
+@pytest.mark.parametrize("landed", [0, 5, -1])
+def test_a_failed_append_never_leaves_half_a_record_or_reuses_a_seq(tmp_path, landed):
+    flash = FailingFlash(tmp_path, PowerSwitch())
+    journal, _ = opened(flash)
+    flash.landed = None
+    journal.append(event("a"), now=0)
+    flash.landed = landed
+    if landed == -1:
+        journal.append(event("b"), now=0)  # it all landed: the append counts
+    else:
+        with pytest.raises(OSError):
+            journal.append(event("b"), now=0)
+    journal.append(event("c"), now=0)
+    again, notes = opened(flash)
+    assert notes == []
+    codes = [r["code"] for r in again.records()]
+    assert codes == (["a", "b", "c"] if landed == -1 else ["a", "c"])
+    assert [r["seq"] for r in again.records()] == sorted({r["seq"] for r in again.records()})

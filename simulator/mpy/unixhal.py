@@ -6,12 +6,41 @@ whose writes can be cut by the host, keys and the wall clock come from the host
 over the control channel. The firmware itself is the same code as on a board.
 """
 
+import gc
 import os
 import select
 import sys
 import time
 
 from firmware import hal, netio
+
+
+class Meter:
+    """The peak of gc.mem_alloc(), sampled at every HAL call, i.e. inside firmware steps too.
+
+    With gc.threshold(GC_EVERY) garbage is collected after every GC_EVERY bytes
+    allocated, so a sample overstates the live heap by at most that much.
+    """
+
+    GC_EVERY = 4096
+
+    def __init__(self):
+        self.peak = 0
+        self.on = False
+
+    def start(self) -> None:
+        gc.collect()
+        gc.threshold(self.GC_EVERY)
+        self.on = True
+
+    def sample(self) -> None:
+        if self.on:
+            used = gc.mem_alloc()
+            if used > self.peak:
+                self.peak = used
+
+
+meter = Meter()
 
 
 class Host:
@@ -40,9 +69,11 @@ class PtyUart(hal.Uart):
         self.poller.register(self.f, select.POLLIN)
 
     def write(self, data: bytes) -> None:
+        meter.sample()
         self.f.write(data)
 
     def read(self, n: int, timeout_ms: int) -> bytes:
+        meter.sample()
         if not self.poller.poll(max(0, timeout_ms)):
             return b""
         # A MicroPython file read(n) waits for all n bytes: take only what is there.
@@ -86,6 +117,7 @@ class FileFlash(hal.Flash):
     def __init__(self, root: str, host: Host):
         self.root = root
         self.host = host
+        self.bytes_written = 0
 
     def _path(self, name: str) -> str:
         return self.root + "/" + name
@@ -109,20 +141,27 @@ class FileFlash(hal.Flash):
             raise SystemExit(99)  # the power is gone: nothing after this runs
 
     def _write(self, path: str, mode: str, data: bytes, how: str) -> None:
+        meter.sample()
         if how == "before":
             self._cut(how)
         part = data if how != "torn" else data[: max(1, len(data) // 2)]
         with open(path, mode) as f:
             f.write(part)
+        self.bytes_written += len(part)
         self._cut(how)
 
     def append(self, name: str, data: bytes) -> None:
         self._write(self._path(name), "ab", data, self.host.ask_write("flash:append:" + name))
 
-    def replace(self, name: str, data: bytes) -> None:
+    def replace(self, name: str, data) -> None:
         how = self.host.ask_write("flash:replace:" + name)
         tmp = self._path(name + ".tmp")
-        self._write(tmp, "wb", data, "ok" if how == "after" else how)
+        mode = "wb"
+        for chunk in hal.chunks(data):  # chunk by chunk, as a board with little RAM must
+            self._write(tmp, mode, chunk, "ok" if how == "after" else how)
+            mode = "ab"
+        if mode == "wb":
+            self._write(tmp, mode, b"", "ok" if how == "after" else how)
         os.rename(tmp, self._path(name))
         self._cut(how)
 
@@ -171,6 +210,7 @@ class GatedNetwork(netio.Network):
         self.conns = []
 
     def connect(self, host: str, port: int, timeout_ms: int):
+        meter.sample()
         if not self.up:
             raise OSError(101)  # ENETUNREACH
         conn = netio.connect(host, port, timeout_ms)

@@ -111,7 +111,8 @@ class DirFlash(hal.Flash):
         if cut != "ok":
             raise PowerCut("%s append to %s" % (cut, name))
 
-    def replace(self, name: str, data: bytes) -> None:
+    def replace(self, name: str, data) -> None:
+        data = b"".join(hal.chunks(data))
         cut = self._next_write("replace:" + name)
         if cut == "before":
             raise PowerCut("before replace of " + name)
