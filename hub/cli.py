@@ -73,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("id")
     add.add_argument("--shop", required=True)
     dsub.add_parser("list", help="the registered handhelds and their sync state")
+    bench = sub.add_parser("bench", help="benchmarks of the hub")
+    bsub = bench.add_subparsers(dest="action", required=True)
+    ingest = bsub.add_parser("ingest", help="sales/s from simulated devices through the broker into the hub, vs a bare ceiling")
+    ingest.add_argument("--devices", type=int, default=10, help="simulated handhelds, one MQTT client each (default 10)")
+    ingest.add_argument("--sales", type=int, default=20000, help="committed sales in all (default 20000)")
+    ingest.add_argument("--seed", type=int, default=1, help="seed of the generated sales")
+    ingest.add_argument("--batch", type=int, default=None, help="messages per transaction at most (default HUB_INGEST_BATCH)")
+    ingest.add_argument("--json", action="store_true", help="the figures as one JSON object on the last line")
     args = parser.parse_args(argv)
     settings = Settings()
 
@@ -84,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
         return _device(args, settings)
     if args.command == "broker":
         return _broker(settings)
+    if args.command == "bench":
+        from hub.bench import main_ingest
+
+        return main_ingest(args)
     return _serve(settings, args.no_mqtt)
 
 

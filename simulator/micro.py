@@ -132,8 +132,16 @@ class MicroHandheld(Handheld):
             while True:
                 line = self.proc.stdout.readline()
                 if not line:
+                    if self.switch.on:  # it died without a power cut: say why
+                        self.proc.wait()
+                        err = self.proc.stderr.read() if self.proc.stderr else ""
+                        raise RuntimeError(f"{self.device_id}: micropython (heap {self.heap}) died: {err.strip()[-600:]}")
                     raise PowerCut()
-                answer = json.loads(line)
+                try:
+                    answer = json.loads(line)
+                except ValueError:
+                    rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
+                    raise RuntimeError(f"{self.device_id}: micropython (heap {self.heap}) said: {(line + rest).strip()[-600:]}")
                 if "w" in answer:
                     mode = self.switch.next_write(answer["w"])
                     self.proc.stdin.write(mode + "\n")
@@ -143,6 +151,9 @@ class MicroHandheld(Handheld):
         except (BrokenPipeError, PowerCut):
             self._kill()
             raise PowerCut() from None
+        except RuntimeError:
+            self._kill()
+            raise
         if not answer.get("ok"):
             raise RuntimeError(f"{self.device_id} (micropython): {answer.get('error')}")
         self.last = answer
@@ -151,8 +162,8 @@ class MicroHandheld(Handheld):
 
     # -- the handheld interface ----------------------------------------------------------
 
-    def boot(self, cut: tuple[int, str] | None = None) -> None:
-        """Power on: a new MicroPython process on the same flash."""
+    def boot(self, cut: tuple[int, str] | None = None, meter: bool = False) -> None:
+        """Power on: a new MicroPython process on the same flash; meter measures its heap from the start."""
         self._kill()
         self.switch.restore()
         self.switch.reset_count()
@@ -161,6 +172,8 @@ class MicroHandheld(Handheld):
         self.pn532.power_on()
         self._spawn()
         self.boots += 1
+        if meter:
+            self.command("meter")
         self.command("net", up=self.network.up)
         self.command("boot")
 
