@@ -43,12 +43,12 @@ class Sale(SQLModel, table=True):
         Index("ix_sale_time", "time"),
     )
     id: int | None = Field(default=None, primary_key=True)
-    device_id: str = Field(max_length=64, index=True)
+    device_id: str = Field(max_length=64)  # indexed by the unique (device_id, seq)
     seq: int
     shop: str = Field(max_length=64, index=True)
     time: int
     state: str = Field(default="pending", max_length=10)  # pending, committed, voided, unknown
-    card_no: str = Field(max_length=16, index=True)
+    card_no: str = Field(max_length=16)  # indexed by ix_sale_card_counter
     uid: str = Field(max_length=20)
     member_id: int
     tier: int
