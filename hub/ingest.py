@@ -146,8 +146,11 @@ class _Tx:
                 self.flag("device_mismatch", detail, device_id, record["seq"])
                 continue
             seq = record["seq"]
-            if seq in incoming and incoming[seq][1] != data:
-                self.flag("replay_mismatch", f"two different records with seq {seq} in one batch", device_id, seq)
+            if seq in incoming:
+                if incoming[seq][1] != data:
+                    self.flag("replay_mismatch", f"two different records with seq {seq} in one batch", device_id, seq)
+                else:
+                    self.result.duplicates += 1
                 continue
             incoming[seq] = (record, data)
 

@@ -141,7 +141,8 @@ class MicroHandheld(Handheld):
                     answer = json.loads(line)
                 except ValueError:
                     rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
-                    raise RuntimeError(f"{self.device_id}: micropython (heap {self.heap}) said: {(line + rest).strip()[-600:]}")
+                    said = (line + rest).strip()[-600:]
+                    raise RuntimeError(f"{self.device_id}: micropython (heap {self.heap}) said: {said}") from None
                 if "w" in answer:
                     mode = self.switch.next_write(answer["w"])
                     self.proc.stdin.write(mode + "\n")

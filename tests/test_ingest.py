@@ -147,3 +147,10 @@ def test_a_cloned_card_is_flagged(engine, shift):
         flagged = s.exec(select(Anomaly).where(Anomaly.code == "counter_repeat")).one()
         assert flagged.card_no == sale["card_no"] and flagged.device_id == "hh-b"
         assert acked(s, "hh-a") == n
+
+
+def test_duplicates_in_one_transaction_are_counted_and_dropped(engine, shift):
+    records = shift["records"]["hh-a"]
+    payload = encode_batch(records[:4])
+    result = Ingestor(engine).ingest([("hh-a", payload), ("hh-a", payload)])
+    assert result.duplicates == 4 and result.acks["hh-a"] == 4 and result.anomalies == 0
