@@ -90,7 +90,6 @@ def _run_scenario(name: str, devices: int, seed: int, as_json: bool, pace: float
         return 2
     extra = {"runtime": runtime} if runtime != "cpython" else {}
     outcome = run(devices=devices, seed=seed, say=say, **extra)
-    outcome.figures.setdefault("runtime_micropython", int(runtime == "micropython"))
     if as_json:
         print(json.dumps(outcome.as_json(), sort_keys=True))
     else:
