@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
         "--fault", action="append", default=[], help="inject a fault once: no_answer, garbage, card_removed, nack"
     )
 
+    desk = sub.add_parser("desk-reader", help="a virtual PC/SC desk reader (pcscd + vpcd) with a card; reader name first")
+    desk_card = desk.add_mutually_exclusive_group()
+    desk_card.add_argument("--blank", action="store_true", help="a factory-blank MIFARE Classic 1K card (default)")
+    desk_card.add_argument("--card", metavar="FILE", help="a card saved as JSON (see `sim card`)")
+
     card = sub.add_parser("card", help="make a member card file for `sim reader --card`")
     card.add_argument("file", help="where to write the card (JSON)")
     card.add_argument("--number", type=int, default=1, help="member number (card number 9000...N)")
@@ -61,6 +66,10 @@ def main(argv: list[str] | None = None) -> int:
         from simulator.reader_cmd import run_reader
 
         return run_reader(args.card, args.blank, args.wire_timing, args.fault)
+    if args.command == "desk-reader":
+        from simulator.desk_reader_cmd import run_desk_reader
+
+        return run_desk_reader(args.card, args.blank)
     if args.command == "card":
         return _make_card(args)
     if args.command == "demo":

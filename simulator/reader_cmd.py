@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import os
-import signal
 import sys
-import threading
-from collections.abc import Callable
-from types import FrameType
-from typing import Any
+import time
 
 from simulator.mifare_card import MifareClassic1K
 from simulator.pn532_device import FAULT_KINDS, VirtualPN532
+from simulator.signals import on_stop_signals
 
 
 def _random_uid() -> bytes:
@@ -62,14 +59,14 @@ def run_reader(card_file: str | None, blank: bool, wire_timing: bool, faults: li
     device = VirtualPN532(card, wire_timing=wire_timing)
     for kind, count in parsed:
         device.inject(kind, count)
-    stop = threading.Event()
-    restore = _install_handlers(stop)
+    stop: list[int] = []
+    restore = on_stop_signals(stop)
     device.start()
     try:
         print(device.path, flush=True)
         print(f"card: MIFARE Classic 1K uid={card.uid.hex()} ({origin})", flush=True)
-        while not stop.wait(0.2):
-            pass
+        while not stop:
+            time.sleep(0.2)
     except KeyboardInterrupt:
         pass
     finally:
@@ -78,23 +75,3 @@ def run_reader(card_file: str | None, blank: bool, wire_timing: bool, faults: li
         if card_file is not None:
             card.save(card_file)
     return 0
-
-
-def _install_handlers(stop: threading.Event) -> Callable[[], None]:
-    """Make SIGINT/SIGTERM set stop; returns a function restoring the old handlers."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    old: dict[signal.Signals, Any] = {}
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            old[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread: rely on KeyboardInterrupt
-            pass
-
-    def restore() -> None:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
-    return restore

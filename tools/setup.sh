@@ -7,7 +7,9 @@ cd "$(dirname "$0")/.."
 # broker (own config, free loopback port), and its clients; Chromium, which Playwright drives for the
 # dashboard test (from /usr/bin/chromium; never `playwright install`).
 # If installing mosquitto starts the system service on port 1883, leave it: nothing here uses that port.
-DEB_PACKAGES=(python3-venv mosquitto mosquitto-clients chromium)
+# The HQ desk reader: pcscd and vsmartcard's vpcd virtual reader (tests run a private pcscd, so a system
+# pcscd can stay as it is); swig, gcc, libpcsclite-dev and python3-dev build pyscard, which PyPI ships as source.
+DEB_PACKAGES=(python3-venv mosquitto mosquitto-clients chromium pcscd vsmartcard-vpcd libpcsclite-dev swig gcc python3-dev)
 
 missing=()
 for pkg in "${DEB_PACKAGES[@]}"; do
