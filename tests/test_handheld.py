@@ -39,6 +39,20 @@ def codes(hh):
     return [r["code"] for r in events(hh)]
 
 
+def pull_card_mid_write(handheld, rng):
+    """Ring up a sale and pull the card as its purse is written; the card."""
+    card = member_card(rng, MASTER, 1, balance=5000, points=0, tier=0)
+    handheld.tap(card)
+    handheld.run()
+    handheld.press("1", "0", "1", "ENTER", "OK")
+    handheld.run()
+    handheld.pn532.inject("card_removed")
+    handheld.press("OK")
+    handheld.run()
+    assert handheld.state == sale.UNFINISHED
+    return card
+
+
 def test_a_sale_with_discount_points_and_stored_value(handheld, rng):
     card = member_card(rng, MASTER, 3, balance=1000, points=200, tier=2)
     assert handheld.sell(card, [(102, 2), (401, 1)], redeem_points=True) == sale.RECEIPT
@@ -139,15 +153,7 @@ def test_both_purse_copies_torn_is_refused(handheld, rng):
 
 
 def test_card_pulled_mid_write_then_back(handheld, rng):
-    card = member_card(rng, MASTER, 1, balance=5000, points=0, tier=0)
-    handheld.tap(card)
-    handheld.run()
-    handheld.press("1", "0", "1", "ENTER", "OK")
-    handheld.run()
-    handheld.pn532.inject("card_removed")
-    handheld.press("OK")
-    handheld.run()
-    assert handheld.state == sale.UNFINISHED
+    card = pull_card_mid_write(handheld, rng)
     assert handheld.display.lines[0] == "Card removed!"
     assert "card_lost" in codes(handheld)
     assert 1 in handheld.journal().pending_sales
@@ -226,15 +232,7 @@ def test_same_card_twice_is_refused_by_a_cloned_copy(handheld, rng):
 
 
 def test_card_that_never_comes_back_is_left_to_the_hub(handheld, rng):
-    card = member_card(rng, MASTER, 1, balance=5000, points=0, tier=0)
-    handheld.tap(card)
-    handheld.run()
-    handheld.press("1", "0", "1", "ENTER", "OK")
-    handheld.run()
-    handheld.pn532.inject("card_removed")
-    handheld.press("OK")
-    handheld.run()
-    assert handheld.state == sale.UNFINISHED
+    pull_card_mid_write(handheld, rng)
     handheld.press("CANCEL")
     handheld.run()
     assert handheld.state == sale.IDLE

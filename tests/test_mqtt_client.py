@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import hal, mqtt, netio
+from firmware import mqtt, netio
 from firmware.mqtt import (
     MQTTBusy,
     MQTTClient,
@@ -28,23 +28,11 @@ from firmware.mqtt import (
     MQTTProtocolError,
     PacketParser,
 )
+from simulator.vhal import SimClock
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
 needs_mosquitto = pytest.mark.skipif(not os.path.exists(MOSQUITTO), reason="mosquitto is not installed")
-
-
-class Clock(hal.Clock):
-    """Real monotonic ticks, as SimClock has them."""
-
-    def time(self) -> int:
-        return int(time.time())
-
-    def ticks_ms(self) -> int:
-        return time.monotonic_ns() // 1_000_000
-
-    def sleep_ms(self, ms: int) -> None:
-        time.sleep(ms / 1000)
 
 
 class CountingNetwork(netio.Network):
@@ -146,7 +134,7 @@ def clients() -> Iterator[Callable[..., MQTTClient]]:
     def make(port: int, client_id: str, **kw) -> MQTTClient:
         kw.setdefault("network", netio.Network())
         kw.setdefault("timeout_ms", 2000)
-        c = MQTTClient(kw.pop("network"), Clock(), client_id, "127.0.0.1", port, **kw)
+        c = MQTTClient(kw.pop("network"), SimClock(), client_id, "127.0.0.1", port, **kw)
         made.append(c)
         return c
 

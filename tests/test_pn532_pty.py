@@ -11,29 +11,16 @@ from dataclasses import dataclass
 
 import pytest
 
-from firmware import hal
 from firmware.pn532 import ACK, ERROR_FRAME, NACK, PN532, Event, FrameParser, PN532StatusError, build_frame
 from firmware.reader import AuthFailed, CardLost, ReaderProtocolError, ReaderTimeout
 from protocol import mifare
 from simulator.mifare_card import MifareClassic1K
 from simulator.pn532_device import FAULT_KINDS, VirtualPN532
 from simulator.serial_uart import SerialUart
+from simulator.vhal import SimClock
 
 UID = bytes.fromhex("0badcafe")
 DATA = bytes(range(0x30, 0x40))
-
-
-class MonoClock(hal.Clock):
-    """Real time: wall seconds and monotonic milliseconds."""
-
-    def time(self) -> int:
-        return int(time.time())
-
-    def ticks_ms(self) -> int:
-        return time.monotonic_ns() // 1_000_000
-
-    def sleep_ms(self, ms: int) -> None:
-        time.sleep(ms / 1000)
 
 
 @dataclass
@@ -48,7 +35,7 @@ def make_rig(**device_options) -> Rig:
     card = MifareClassic1K.blank(UID)
     device = VirtualPN532(card, rng=random.Random(7), **device_options).start()
     uart = SerialUart(device.path)
-    reader = PN532(uart, MonoClock(), timeout_ms=50, retries=2, response_timeout_ms=150)
+    reader = PN532(uart, SimClock(), timeout_ms=50, retries=2, response_timeout_ms=150)
     return Rig(device, uart, reader, card)
 
 
