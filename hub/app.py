@@ -12,7 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub import pages
-from hub.models import Anomaly, Card, Device, Sale, SaleLine
+from hub.models import Anomaly, Card, CardStock, Device, Sale, SaleLine
 
 
 class DeviceOut(BaseModel):
@@ -144,6 +144,17 @@ def create_app(
         if found is None:
             raise HTTPException(404, f"no card {card_no!r} on the hub")
         return CardOut(**found.model_dump())
+
+    @api.get("/card-numbers", response_model=list[CardStock])
+    def card_numbers(
+        db: Db, state: str | None = "stock", batch: str | None = None, limit: Annotated[int, Query(ge=1, le=10000)] = 1000
+    ) -> list[CardStock]:
+        query = select(CardStock).order_by(CardStock.card_no).limit(limit)
+        if state:
+            query = query.where(CardStock.state == state)
+        if batch:
+            query = query.where(CardStock.batch == batch)
+        return list(db.exec(query))
 
     @api.get("/anomalies", response_model=list[Anomaly])
     def anomalies(

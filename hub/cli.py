@@ -11,12 +11,13 @@ import threading
 import time
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from hub import broker as mosquitto
 from hub.db import make_engine, migrate
-from hub.models import Device
+from hub.models import CardStock, Device
 from hub.settings import Settings
+from protocol import cardno
 
 BROKER_PID = "hub-broker.pid"
 
@@ -47,6 +48,21 @@ def open_db(settings: Settings) -> Engine:
     return engine
 
 
+def make_card_batch(engine: Engine, prefix: str, start: int, count: int, now: int) -> list[str]:
+    """Put count sequential card numbers into stock as one batch; all of them or, on any clash, none."""
+    numbers = cardno.batch(prefix, start, count)
+    label = f"{prefix}:{start}+{count}@{now}"
+    with Session(engine) as db:
+        taken: list[str] = []
+        for i in range(0, len(numbers), 500):
+            taken += db.exec(select(CardStock.card_no).where(col(CardStock.card_no).in_(numbers[i : i + 500]))).all()
+        if taken:
+            raise ValueError(f"{len(taken)} of these card numbers exist already (first {taken[0]}); nothing was added")
+        db.add_all([CardStock(card_no=n, batch=label, created=now) for n in numbers])
+        db.commit()
+    return numbers
+
+
 def add_device(engine: Engine, device_id: str, shop: str, now: int) -> str:
     """Register a device; its new password (only its hash is kept)."""
     mosquitto.check_username(device_id)
@@ -73,6 +89,12 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("id")
     add.add_argument("--shop", required=True)
     dsub.add_parser("list", help="the registered handhelds and their sync state")
+    card = sub.add_parser("card", help="member card numbers and cards")
+    csub = card.add_subparsers(dest="action", required=True)
+    batch = csub.add_parser("batch", help="make a run of sequential card numbers (with a Luhn check digit) as stock")
+    batch.add_argument("--prefix", required=True, help="leading digits, e.g. 9000")
+    batch.add_argument("--count", type=int, required=True)
+    batch.add_argument("--start", type=int, default=1, help="first serial after the prefix (default 1)")
     bench = sub.add_parser("bench", help="benchmarks of the hub")
     bsub = bench.add_subparsers(dest="action", required=True)
     ingest = bsub.add_parser("ingest", help="sales/s from simulated devices through the broker into the hub, vs a bare ceiling")
@@ -90,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "device":
         return _device(args, settings)
+    if args.command == "card":
+        return _card(args, settings)
     if args.command == "broker":
         return _broker(settings)
     if args.command == "bench":
@@ -135,6 +159,17 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
             print("the running broker reloads its accounts", file=sys.stderr)
         except (ProcessLookupError, ValueError):
             pid_file.unlink(missing_ok=True)
+    return 0
+
+
+def _card(args: argparse.Namespace, settings: Settings) -> int:
+    engine = open_db(settings)
+    try:
+        numbers = make_card_batch(engine, args.prefix, args.start, args.count, int(time.time()))
+    except ValueError as exc:
+        print(f"hub card batch: {exc}", file=sys.stderr)
+        return 2
+    print(f"{len(numbers)} card numbers in stock: {numbers[0]} .. {numbers[-1]}")
     return 0
 
 

@@ -135,3 +135,12 @@ class Event(SQLModel, table=True):
     code: str = Field(max_length=32, index=True)
     message: str = Field(default="", max_length=256)
     uid: str = Field(default="", max_length=20)
+
+
+class CardStock(SQLModel, table=True):
+    """A card number HQ has made (a batch), before and after it is issued to a member."""
+
+    card_no: str = Field(primary_key=True, max_length=16)
+    batch: str = Field(max_length=40, index=True)
+    created: int
+    state: str = Field(default="stock", max_length=10, index=True)  # stock, issued

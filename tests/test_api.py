@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from hub.app import create_app
+from hub.cli import make_card_batch
 from hub.db import make_engine, migrate
 from hub.ingest import Ingestor
 from hub.models import Device
@@ -35,6 +36,7 @@ def client(tmp_path_factory):
         s.add(Device(id="hh-api", shop="north", password_hash="x", created=0, head_seq=len(records) + 2))
         s.add(Device(id="hh-idle", shop="south", password_hash="x", created=0))
         s.commit()
+    make_card_batch(engine, "9100", 1, 3, 0)
     ingest = Ingestor(engine)
     ingest.ingest([("hh-api", encode_batch(records))])
     ingest.ingest([("hh-api", encode_batch([rec.encode(dict(rec.decode(records[0]), device="hh-x"))]))])
@@ -77,3 +79,10 @@ def test_openapi_is_versioned(client):
 def test_dashboard_html(client):
     page = client.get("/").text
     assert "hh-api" in page and "hh-idle" in page and "device_mismatch" in page
+
+
+def test_card_numbers_in_stock(client):
+    stock = client.get("/api/v1/card-numbers").json()
+    assert [c["card_no"] for c in stock] == ["9100000000000018", "9100000000000026", "9100000000000034"]
+    assert all(c["state"] == "stock" for c in stock)
+    assert client.get("/api/v1/card-numbers", params={"state": "issued"}).json() == []

@@ -73,3 +73,26 @@ def test_broker_admits_registered_devices_and_reloads_on_add(env):
         broker.send_signal(signal.SIGTERM)
         broker.wait(timeout=20)
     assert not (Path(env["HUB_DATA_DIR"]) / "hub-broker.pid").exists()
+
+
+def test_card_batch_makes_valid_numbers_once(env):
+    from hub.cli import make_card_batch, open_db
+    from hub.settings import Settings
+    from protocol import cardno
+
+    made = hub(env, "card", "batch", "--prefix", "9000", "--count", "25")
+    assert made.returncode == 0, made.stderr
+    assert "25 card numbers in stock: 9000000000000019 .." in made.stdout
+    clash = hub(env, "card", "batch", "--prefix", "9000", "--count", "10", "--start", "20")
+    assert clash.returncode == 2 and "6 of these card numbers exist already" in clash.stderr
+    bad = hub(env, "card", "batch", "--prefix", "90x", "--count", "1")
+    assert bad.returncode != 0
+    engine = open_db(Settings(data_dir=Path(env["HUB_DATA_DIR"])))
+    assert len(make_card_batch(engine, "9000", 26, 5, 0)) == 5  # the clash added nothing: 26.. is still free
+    from sqlmodel import Session, select
+
+    from hub.models import CardStock
+
+    with Session(engine) as db:
+        stock = db.exec(select(CardStock)).all()
+    assert len(stock) == 30 and all(cardno.is_valid(c.card_no) for c in stock)
