@@ -15,7 +15,7 @@ from sqlmodel import Session, col, select
 
 from hub import broker as mosquitto
 from hub.db import make_engine, migrate
-from hub.models import CardStock, Device
+from hub.models import CardStock, Device, Member
 from hub.settings import Settings
 from protocol import cardno
 
@@ -32,6 +32,18 @@ def hub_password(settings: Settings) -> str:
         path.write_text(mosquitto.new_password())
         path.chmod(0o600)
     return path.read_text().strip()
+
+
+def master_key(settings: Settings) -> bytes:
+    """HQ's master key: HUB_MASTER_KEY (hex), else one generated once into data_dir (keep it secret)."""
+    if settings.master_key:
+        return bytes.fromhex(settings.master_key)
+    path = settings.data_dir / "master-key"
+    if not path.exists():
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(os.urandom(32).hex())
+        path.chmod(0o600)
+    return bytes.fromhex(path.read_text().strip())
 
 
 def broker_accounts(engine: Engine, settings: Settings) -> dict[str, str]:
@@ -95,6 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     batch.add_argument("--prefix", required=True, help="leading digits, e.g. 9000")
     batch.add_argument("--count", type=int, required=True)
     batch.add_argument("--start", type=int, default=1, help="first serial after the prefix (default 1)")
+    issue = csub.add_parser("issue", help="write a blank card on the desk reader for a member (next stock number)")
+    issue.add_argument("--member", type=int, required=True)
+    issue.add_argument("--reader", help="PC/SC reader name (default: the first one)")
+    issue.add_argument("--balance", type=int, default=0, help="opening stored value in cents")
+    issue.add_argument("--points", type=int, default=0)
+    issue.add_argument("--tier", type=int, default=0)
+    member = sub.add_parser("member", help="members")
+    msub = member.add_subparsers(dest="action", required=True)
+    madd = msub.add_parser("add", help="add a member and print their id")
+    madd.add_argument("--name", required=True)
+    madd.add_argument("--phone", default="")
     bench = sub.add_parser("bench", help="benchmarks of the hub")
     bsub = bench.add_subparsers(dest="action", required=True)
     ingest = bsub.add_parser("ingest", help="sales/s from simulated devices through the broker into the hub, vs a bare ceiling")
@@ -114,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
         return _device(args, settings)
     if args.command == "card":
         return _card(args, settings)
+    if args.command == "member":
+        return _member(args, settings)
     if args.command == "broker":
         return _broker(settings)
     if args.command == "bench":
@@ -162,14 +187,46 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _member(args: argparse.Namespace, settings: Settings) -> int:
+    engine = open_db(settings)
+    if not args.name.strip():
+        print("hub member add: the name cannot be empty", file=sys.stderr)
+        return 2
+    with Session(engine) as db:
+        member = Member(name=args.name.strip(), phone=args.phone, created=int(time.time()))
+        db.add(member)
+        db.commit()
+        print(f"member {member.id}: {member.name}")
+    return 0
+
+
 def _card(args: argparse.Namespace, settings: Settings) -> int:
     engine = open_db(settings)
+    if args.action == "issue":
+        return _issue(args, engine, settings)
     try:
         numbers = make_card_batch(engine, args.prefix, args.start, args.count, int(time.time()))
     except ValueError as exc:
         print(f"hub card batch: {exc}", file=sys.stderr)
         return 2
     print(f"{len(numbers)} card numbers in stock: {numbers[0]} .. {numbers[-1]}")
+    return 0
+
+
+def _issue(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
+    from firmware.reader import ReaderError
+    from hub.desk_reader import DeskReader, DeskReaderError
+    from hub.issuance import IssueError, issue_card
+
+    try:
+        with DeskReader(args.reader, wait_ms=5000) as reader:
+            card = issue_card(
+                engine, reader, master_key(settings), args.member, args.balance, args.points, args.tier, int(time.time())
+            )
+    except (IssueError, DeskReaderError, ReaderError) as exc:
+        print(f"hub card issue: {exc}", file=sys.stderr)
+        return 2
+    print(json.dumps(card))
     return 0
 
 

@@ -144,3 +144,12 @@ class CardStock(SQLModel, table=True):
     batch: str = Field(max_length=40, index=True)
     created: int
     state: str = Field(default="stock", max_length=10, index=True)  # stock, issued
+
+
+class Member(SQLModel, table=True):
+    """A member of the loyalty scheme; cards belong to members."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=120)
+    phone: str = Field(default="", max_length=40)
+    created: int

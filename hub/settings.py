@@ -21,6 +21,7 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = 8000
     ingest_batch: int = 500  # messages per database transaction at most
+    master_key: str = ""  # HQ's card master key in hex; empty: generated once into data_dir/master-key
 
     def db_url(self) -> str:
         """The database URL in force (the default SQLite file under data_dir)."""

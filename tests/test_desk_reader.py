@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -37,37 +36,6 @@ REPO = Path(__file__).resolve().parent.parent
 UID = bytes.fromhex("0badcafe")
 MASTER = master_key(random.Random(42))
 IDENT = {"card_no": "9000000000000042", "member_id": 42, "tier": 1}
-
-
-@pytest.fixture(scope="module")
-def pcscd() -> Iterator[pcsc.PrivatePcscd]:
-    daemon = pcsc.PrivatePcscd()
-    old = os.environ.get("PCSCLITE_CSOCK_NAME")
-    daemon.start()
-    process = daemon.process
-    assert process is not None
-    daemon.use_in_this_process()
-    try:
-        yield daemon
-    finally:
-        daemon.stop()
-        if old is None:
-            os.environ.pop("PCSCLITE_CSOCK_NAME", None)
-        else:
-            os.environ["PCSCLITE_CSOCK_NAME"] = old
-        assert process.poll() is not None, "pcscd still running"
-
-
-@pytest.fixture
-def desk(pcscd: pcsc.PrivatePcscd) -> Iterator[DeskCard]:
-    with DeskCard(pcscd.vpcd_port) as d:
-        yield d
-
-
-@pytest.fixture
-def reader(pcscd: pcsc.PrivatePcscd) -> Iterator[DeskReader]:
-    with DeskReader(wait_ms=2000) as r:
-        yield r
 
 
 def issued_card(balance: int = 1500, points: int = 30) -> MifareClassic1K:

@@ -177,7 +177,8 @@ def build(out_dir: Path, mpy_cross: list[str]) -> Path:
     bundle.mkdir(parents=True)
 
     cross_version = subprocess.run([*mpy_cross, "--version"], capture_output=True, text=True, check=True).stdout.strip()
-    needed = closure(ENTRIES)
+    # protocol/ is the contract shared with the hub: it ships whole, even what the board does not import yet.
+    needed = sorted(set(closure(ENTRIES)) | {m for m in all_modules() if m.split(".")[0] == "protocol"})
     modules = {}
     for module in needed:
         source = module_path(module)
