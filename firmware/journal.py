@@ -21,6 +21,11 @@ COMPACT_MIN = 4096  # compact once at least this many acknowledged bytes lead th
 # ...and they are at least half of it: each byte is then rewritten O(1) times on average.
 
 
+def _seq_at(buf: bytes, i: int) -> int:
+    """The record seq stored big-endian at buf[i:i + 4] (bytes 2-5 of a record)."""
+    return (buf[i] << 24) | (buf[i + 1] << 16) | (buf[i + 2] << 8) | buf[i + 3]
+
+
 def frame(data: bytes) -> bytes:
     """One journal entry around an encoded record."""
     return bytes([MAGIC, len(data) >> 8, len(data) & 0xFF]) + data
@@ -154,13 +159,13 @@ class Journal:
             length = (head[1] << 8) | head[2]
             data = self.flash.read(JOURNAL, offset + FRAME, length)
             offset += FRAME + length
-            yield (data[2] << 24) | (data[3] << 16) | (data[4] << 8) | data[5], data, offset
+            yield _seq_at(data, 2), data, offset
 
     def offset_after(self, seq: int, offset: int = 0) -> int:
         """Where the first record with a seq above seq starts, scanning headers from offset."""
         while offset < self.end:
             head = self.flash.read(JOURNAL, offset, FRAME + 6)
-            if ((head[5] << 24) | (head[6] << 16) | (head[7] << 8) | head[8]) > seq:
+            if _seq_at(head, FRAME + 2) > seq:
                 return offset
             offset += FRAME + ((head[1] << 8) | head[2])
         return self.end

@@ -119,7 +119,7 @@ class _Tx:
             ).first()
             if row is None:
                 return None
-            self.devices[device_id] = {"shop": row.shop, "acked": row.acked_seq, "last": row.last_seq, "start": row.acked_seq}
+            self.devices[device_id] = {"shop": row.shop, "acked": row.acked_seq, "last": row.last_seq}
         return self.devices[device_id]
 
     def take(self, device_id: str, payload: bytes) -> None:

@@ -16,7 +16,7 @@ from pathlib import Path
 from simulator.handheld import VirtualHandheld
 from simulator.scenarios import Outcome
 from simulator.scenarios.hubcheck import check_hub, sales_made, sync_all
-from simulator.scenarios.offline_shift import CARDS_PER_DEVICE, _shift
+from simulator.scenarios.offline_shift import CARDS_PER_DEVICE, ring_up_shift
 from simulator.shop import PRICE_LIST, blank_card, master_key, member_card
 from simulator.stack import Stack
 from simulator.vhal import SimClock
@@ -56,7 +56,7 @@ def run_demo(folder: Path, once: bool, pace: float) -> int:
             print(line, flush=True)
             time.sleep(pace)
 
-        tally = _shift(fleet, cards, [blank_card(rng)], rng, OFFLINE_SALES, say)
+        tally = ring_up_shift(fleet, cards, [blank_card(rng)], rng, OFFLINE_SALES, say)
         made = sales_made(fleet)
         print(f"\nThe network is back: {sum(h.backlog for h in fleet)} journal records to sync.")
         for handheld in fleet:
@@ -79,7 +79,7 @@ def run_demo(folder: Path, once: bool, pace: float) -> int:
                     handheld.sync_step()
                 time.sleep(0.05)
             clock.now = int(time.time())
-            _shift(fleet, cards, [blank_card(rng)], rng, 1, lambda line: print(line, flush=True))
+            ring_up_shift(fleet, cards, [blank_card(rng)], rng, 1, lambda line: print(line, flush=True))
     except KeyboardInterrupt:
         print("\nClosing the shop.")
         return 0

@@ -97,7 +97,6 @@ class MicroHandheld(Handheld):
         self.count_writes = False
         self.network = _Network(self, network_up)
         self.boots = 0
-        self.heap_peak = 0
 
     # -- the process ------------------------------------------------------------------
 
@@ -168,7 +167,6 @@ class MicroHandheld(Handheld):
         if not answer.get("ok"):
             raise RuntimeError(f"{self.device_id} (micropython): {answer.get('error')}")
         self.last = answer
-        self.heap_peak = max(self.heap_peak, answer.get("heap_peak", 0))
         return answer
 
     # -- the handheld interface ----------------------------------------------------------

@@ -40,12 +40,7 @@ def build_bundle(out: Path) -> tuple[Path, int]:
         raise RuntimeError(f"building the firmware bundle failed:\n{done.stdout}\n{done.stderr}")
     [bundle] = sorted(out.glob("firmware-*"))
     manifest = json.loads((bundle / "manifest.json").read_text())
-    total = (
-        sum(entry["size"] for entry in manifest["files"].values())
-        if isinstance(manifest["files"], dict)
-        else sum(entry["size"] for entry in manifest["files"])
-    )
-    return bundle, total
+    return bundle, sum(entry["size"] for entry in manifest["files"])
 
 
 def _shift(tmp: Path, bundle: Path, heap: str, stack: Stack, device_id: str, sales: int, seed: int, say: Say) -> dict:

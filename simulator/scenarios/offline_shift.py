@@ -48,7 +48,7 @@ def run(
             for handheld in fleet:
                 handheld.boot()
             began = time.monotonic()
-            expected = _shift(fleet, members, strangers, rng, devices * sales_per_device, say)
+            expected = ring_up_shift(fleet, members, strangers, rng, devices * sales_per_device, say)
             elapsed = time.monotonic() - began
             _check(out, fleet, members, start, prices, master, expected)
         finally:
@@ -68,8 +68,8 @@ def run(
     return out
 
 
-def _shift(fleet: Sequence[Handheld], members: list, strangers: list, rng: random.Random, count: int, say: Say) -> dict:
-    """Ring up count random sales across the fleet; what the script expects to have happened."""
+def ring_up_shift(fleet: Sequence[Handheld], members: list, strangers: list, rng: random.Random, count: int, say: Say) -> dict:
+    """Ring up count random sales across the fleet (the other sync scenarios and the demo use it too); the tally."""
     tally = {"sold": 0, "cancelled": 0, "refused": 0}
     for n in range(count):
         handheld = rng.choice(fleet)

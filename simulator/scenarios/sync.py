@@ -18,7 +18,7 @@ from simulator.handheld import Handheld, VirtualHandheld
 from simulator.runtime import make_handheld
 from simulator.scenarios import Outcome, Say
 from simulator.scenarios.hubcheck import check_hub, sales_made, sync_all
-from simulator.scenarios.offline_shift import CARDS_PER_DEVICE, _shift
+from simulator.scenarios.offline_shift import CARDS_PER_DEVICE, ring_up_shift
 from simulator.shop import PRICE_LIST, blank_card, master_key, member_card
 from simulator.stack import Stack
 from simulator.vhal import SimClock
@@ -61,7 +61,7 @@ def run_sync(
         try:
             for handheld in fleet:
                 handheld.boot()
-            tally = _shift(fleet, cards, [blank_card(rng)], rng, devices * sales_per_device, lambda line: None)
+            tally = ring_up_shift(fleet, cards, [blank_card(rng)], rng, devices * sales_per_device, lambda line: None)
             made = sales_made(fleet)
             out.check("every_sale_journaled", len(made) == tally["sold"], f"{len(made)} journaled, {tally['sold']} sold")
             say(f"{tally['sold']} sales made offline on {devices} handhelds; the network comes back")
