@@ -81,6 +81,7 @@ class MicroHandheld(Handheld):
         network_up: bool = True,
         heap: str = DEFAULT_HEAP,
         code_path: Path | None = None,
+        romfs: Path | None = None,
     ) -> None:
         self.device_id = device_id
         self.switch = PowerSwitch()
@@ -92,6 +93,7 @@ class MicroHandheld(Handheld):
         self.pn532.start()
         self.heap = heap
         self.code_path = code_path or ROOT  # a folder of .mpy files can stand in for the sources
+        self.romfs = romfs  # a ROMFS image (build_sim_image) runs in place, as from a board's flash
         self.proc: subprocess.Popen[str] | None = None
         self.last: dict[str, Any] = {}
         self.count_writes = False
@@ -101,10 +103,15 @@ class MicroHandheld(Handheld):
     # -- the process ------------------------------------------------------------------
 
     def _spawn(self) -> None:
-        env = dict(os.environ, MICROPYPATH=f"{self.code_path}:{MPY}")
+        if self.romfs is not None:
+            env = dict(os.environ, MICROPYPATH=str(MPY))
+            interpreter = [sys.executable, "-m", "simulator.mapped_flash", str(self.romfs)]
+            script = MPY / "rom_boot.py"
+        else:
+            env = dict(os.environ, MICROPYPATH=f"{self.code_path}:{MPY}")
+            interpreter, script = [micropython_binary()], MPY / "handheld_main.py"
         self.proc = subprocess.Popen(
-            [micropython_binary(), "-X", f"heapsize={self.heap}", str(MPY / "handheld_main.py"),
-             str(self.flash.root), self.pn532.path],
+            [*interpreter, "-X", f"heapsize={self.heap}", str(script), str(self.flash.root), self.pn532.path],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
         )
 

@@ -26,7 +26,7 @@ import os
 import random
 from typing import Any
 
-from protocol import mifare
+from protocol import access, mifare
 
 
 class CardAccessError(Exception):
@@ -106,7 +106,7 @@ class MifareClassic1K:
         """The sector's access conditions, or None when the access bits are inconsistent."""
         trailer = self.blocks[mifare.trailer_of(sector)]
         try:
-            return mifare.decode_access_bits(trailer[6:9])
+            return access.decode_access_bits(trailer[6:9])
         except ValueError:
             return None
 
@@ -146,7 +146,7 @@ class MifareClassic1K:
             return False
         self.auth_sector = sector
         self.auth_key_type = key_type
-        self._key_b_refused = key_type == "B" and mifare.key_b_readable(conds[3])
+        self._key_b_refused = key_type == "B" and access.key_b_readable(conds[3])
         return True
 
     def read_block(self, block: int) -> bytes:
@@ -156,14 +156,14 @@ class MifareClassic1K:
         data = self.blocks[block]
         slot = block % mifare.BLOCKS_PER_SECTOR
         if not mifare.is_trailer(block):
-            if not mifare.data_allowed(conds[slot], "read", key):
+            if not access.data_allowed(conds[slot], "read", key):
                 raise self._nak(f"read of block {block} refused")
             return data
         cond = conds[3]
         zero6 = bytes(6)
-        access = data[6:10] if mifare.trailer_allowed(cond, "access", "read", key) else bytes(4)
-        key_b = data[10:16] if mifare.trailer_allowed(cond, "key_b", "read", key) else zero6
-        return zero6 + access + key_b
+        bits = data[6:10] if access.trailer_allowed(cond, "access", "read", key) else bytes(4)
+        key_b = data[10:16] if access.trailer_allowed(cond, "key_b", "read", key) else zero6
+        return zero6 + bits + key_b
 
     def check_write(self, block: int) -> None:
         """Raise CardAccessError if a write to block would be refused now."""
@@ -173,10 +173,10 @@ class MifareClassic1K:
         conds = self._check_session(block)
         key = self.auth_key_type or "A"
         if not mifare.is_trailer(block):
-            if not mifare.data_allowed(conds[block % mifare.BLOCKS_PER_SECTOR], "write", key):
+            if not access.data_allowed(conds[block % mifare.BLOCKS_PER_SECTOR], "write", key):
                 raise self._nak(f"write of block {block} refused")
             return
-        if not any(mifare.trailer_allowed(conds[3], part, "write", key) for part in ("key_a", "access", "key_b")):
+        if not any(access.trailer_allowed(conds[3], part, "write", key) for part in ("key_a", "access", "key_b")):
             raise self._nak(f"write of trailer {block} refused")
 
     def _merged(self, block: int, data: bytes) -> bytes:
@@ -191,7 +191,7 @@ class MifareClassic1K:
         spans = (("key_a", 0, 6), ("access", 6, 10), ("key_b", 10, 16))
         out = bytearray(old)
         for part, start, end in spans:
-            if mifare.trailer_allowed(cond[3], part, "write", key):
+            if access.trailer_allowed(cond[3], part, "write", key):
                 out[start:end] = data[start:end]
         return bytes(out)
 

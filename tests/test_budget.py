@@ -26,10 +26,11 @@ def test_a_shift_with_sync_runs_on_micropython_and_is_measured(budget):
     assert budget["checks"]["synced"] and figures["sales"] == 40
     assert figures["flash_bytes_per_sale"] <= 256 and budget["checks"]["flash_within_target"]
     assert 0 < figures["heap_after_boot_bytes"] <= figures["heap_peak_bytes"] <= figures["heap_size_bytes"]
-    assert figures["bundle_bytes"] > 10_000
+    assert figures["bundle_bytes"] > 10_000 and figures["romfs_bytes"] > 10_000
 
 
-@pytest.mark.xfail(strict=True, reason="issue 5 open: the firmware's bytecode alone needs ~134 KB of heap on the "
-                                       "64-bit unix port; see the issue note (freeze modules, slim the MQTT client)")
-def test_the_shift_completes_in_a_96k_heap(budget):
-    assert budget["checks"]["shift_completes_in_96k_heap"]
+def test_the_shift_completes_in_a_96k_heap_running_in_place_from_romfs(budget):
+    # The 96 KiB heap holds the handheld's objects only: its bytecode runs from the mapped image.
+    assert budget["checks"]["shift_completes_in_96k_heap"], budget
+    assert budget["figures"]["heap_size_bytes"] == 96 * 1024
+    assert budget["figures"]["heap_peak_bytes"] <= 96 * 1024

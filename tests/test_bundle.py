@@ -1,9 +1,11 @@
 """The deployable firmware bundle (tools/build_firmware.py): manifest, modules, and the .mpy files under MicroPython.
 
 The bundle's .mpy files (only those: no sources on the path) run the protocol's test
-vectors under the MicroPython unix port with a 96 KiB heap, and boot the handheld
-(firmware.main) against stand-in machine and network modules: the board HAL is
-constructed and driven as far as a machine without a board allows.
+vectors under the MicroPython unix port with a 96 KiB heap. Its ROMFS image holds the
+same files, and boots the handheld (firmware.main) in a 96 KiB heap, mapped outside
+the heap as a board's ROM partition is, against stand-in machine and network
+modules: the board HAL is constructed and driven as far as a machine without a
+board allows.
 """
 
 import hashlib
@@ -15,16 +17,19 @@ import sys
 from pathlib import Path
 
 import pytest
+from mpremote.romfs import VfsRomWriter
 
 from firmware.version import FIRMWARE_VERSION
 from protocol import PROTOCOL_VERSION
-from simulator.micro import micropython_binary
+from simulator.micro import MPY, micropython_binary, mpy_cross
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "tools" / "build_firmware.py"
 VECTORS = ROOT / "tests" / "vectors" / "protocol.json"
 HEAP = "96k"
-BOARD_HEAP = "256k"  # the whole handheld on the 64-bit unix port, where objects are about twice an ESP32's
+# The board's boot in this test also holds the stand-in machine and network modules and
+# the check's own objects, on a 64-bit port whose objects are about twice an ESP32's.
+BOARD_HEAP = "128k"
 BOARD_MODULES = ("main", "board", "hal", "terminal", "journal", "outbox", "sync", "mqtt", "netio", "pn532", "reader")
 
 
@@ -36,11 +41,15 @@ def micropython() -> str:
         pytest.fail(str(exc))
 
 
-def run_micropython(script: Path, path: list[Path], *args: str, heap: str = HEAP) -> subprocess.CompletedProcess:
+def run_micropython(
+    script: Path, path: list[Path], *args: str, romfs: Path | None = None, heap: str = HEAP
+) -> subprocess.CompletedProcess:
+    """Run script; with romfs, that image is mapped outside the heap (simulator.mapped_flash)."""
     env = dict(os.environ, MICROPYPATH=":".join(str(p) for p in path))
+    interpreter = [sys.executable, "-m", "simulator.mapped_flash", str(romfs)] if romfs else [micropython()]
     return subprocess.run(
-        [micropython(), "-X", f"heapsize={heap}", str(script), *args],
-        capture_output=True, text=True, env=env, cwd=script.parent, timeout=120,
+        [*interpreter, "-X", f"heapsize={heap}", str(script), *args],
+        capture_output=True, text=True, env=env, cwd=ROOT if romfs else script.parent, timeout=120,
     )
 
 
@@ -115,6 +124,42 @@ def test_every_module_is_compiled_in_its_package_folder(bundle, manifest):
         assert (bundle / "firmware" / f"{name}.mpy").is_file(), name
     assert not excluded & {f"protocol.{p.stem}" for p in (ROOT / "protocol").glob("*.py")}
     assert not list(bundle.glob("firmware/*.py")) and not list(bundle.glob("protocol/*.py"))
+
+
+ROMFS_LIST = r'''
+import hashlib
+import os
+
+import romfs
+
+romfs.mount()
+
+
+def walk(path):
+    for name, kind, *_ in os.ilistdir(path):
+        full = path + "/" + name
+        if kind == 0x4000:
+            yield from walk(full)
+        else:
+            with open(full, "rb") as f:
+                yield full, hashlib.sha256(f.read()).digest().hex()
+
+
+for path, digest in walk("/rom"):
+    print(path, digest)
+'''
+
+
+def test_romfs_image_holds_the_compiled_modules_and_nothing_else(bundle, manifest, tmp_path):
+    script = tmp_path / "romfs_list.py"
+    script.write_text(ROMFS_LIST)
+    proc = run_micropython(script, [MPY], romfs=bundle / "firmware.romfs")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    listed = dict(line.split() for line in proc.stdout.splitlines())
+    compiled = {f"/rom/{p}": hashlib.sha256((bundle / p).read_bytes()).hexdigest() for p in manifest["modules"].values()}
+    assert listed == compiled
+    assert manifest["romfs"] == {"image": "firmware.romfs", "holds": ["firmware", "protocol"], "mount": "/rom"}
+    assert manifest["files_size"] == manifest["total_size"] - (bundle / "firmware.romfs").stat().st_size
 
 
 def test_main_py_is_tiny_and_only_starts_the_compiled_boot_code(bundle):
@@ -356,7 +401,7 @@ import firmware.main as m
 from firmware import board
 
 data = sys.argv[1]
-assert m.__file__.endswith(".mpy") and board.__file__.endswith(".mpy"), (m.__file__, board.__file__)
+assert m.__file__ == "/rom/firmware/main.mpy" and board.__file__ == "/rom/firmware/board.mpy", m.__file__
 
 
 def write(name, text):
@@ -472,20 +517,36 @@ print("board ok", json.dumps({"heap_used_after_boot": used_after_boot, "heap_use
 '''
 
 
-def test_bundle_boots_the_handheld_on_micropython_with_a_stand_in_board(bundle, code, tmp_path):
-    fakes = tmp_path / "fakes"
-    fakes.mkdir()
-    (fakes / "machine.py").write_text(FAKE_MACHINE)
-    (fakes / "network.py").write_text(FAKE_NETWORK)
+def test_bundle_boots_the_handheld_from_its_romfs_with_a_stand_in_board(bundle, tmp_path):
+    # The stand-in board and this check go into a copy of the image, compiled, so that
+    # the heap holds what a board's would: the handheld's objects, not test bytecode.
+    image = tmp_path / "image"
+    shutil.copytree(bundle / "firmware", image / "firmware")
+    shutil.copytree(bundle / "protocol", image / "protocol")
+    for name, text in (("machine", FAKE_MACHINE), ("network", FAKE_NETWORK), ("board_check", BOARD_CHECK)):
+        source = tmp_path / f"{name}.py"
+        source.write_text(text)
+        subprocess.run([mpy_cross(), "-o", str(image / f"{name}.mpy"), str(source)], check=True)
+    writer = VfsRomWriter()
+    for path in sorted(image.iterdir()):
+        if path.is_dir():
+            writer.opendir(path.name)
+            for mpy in sorted(path.iterdir()):
+                writer.mkfile(mpy.name, mpy.read_bytes())
+            writer.closedir()
+        else:
+            writer.mkfile(path.name, path.read_bytes())
+    romfs = tmp_path / "board.romfs"
+    romfs.write_bytes(writer.finalise())
+    script = tmp_path / "boot.py"
+    script.write_text("import romfs\nromfs.mount()\nimport board_check\n")
     data = tmp_path / "data"
-    script = tmp_path / "board_check.py"
-    script.write_text(BOARD_CHECK)
     vectors = json.loads(VECTORS.read_text())
     # Long arguments crash this packaging of the unix port: the price list goes in a file.
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps(vectors["price_list"]))
     proc = run_micropython(
-        script, [code, fakes], str(data), str(bundle / "config.example.json"), vectors["master_key"], str(prices),
+        script, [MPY], str(data), str(bundle / "config.example.json"), vectors["master_key"], str(prices), romfs=romfs,
         heap=BOARD_HEAP,
     )
     assert proc.returncode == 0 and "board ok" in proc.stdout, proc.stdout + proc.stderr

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import mifare
+from protocol import access, mifare
 
 BITS = st.tuples(st.integers(0, 1), st.integers(0, 1), st.integers(0, 1))
 
@@ -21,73 +21,73 @@ def test_geometry():
 
 
 def test_transport_access_decodes_to_factory_conditions():
-    assert mifare.decode_access_bits(mifare.TRANSPORT_ACCESS) == [(0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 1)]
-    assert mifare.encode_access_bits([(0, 0, 0)] * 3 + [(0, 0, 1)]) == mifare.TRANSPORT_ACCESS
+    assert access.decode_access_bits(mifare.TRANSPORT_ACCESS) == [(0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 1)]
+    assert access.encode_access_bits([(0, 0, 0)] * 3 + [(0, 0, 1)]) == mifare.TRANSPORT_ACCESS
 
 
 def test_known_encoding_from_the_data_sheet():
     # Data blocks read A|B write B, trailer 011: the common "key B writes" layout.
-    assert mifare.encode_access_bits([(1, 0, 0)] * 3 + [(0, 1, 1)]) == bytes([0x78, 0x77, 0x88])
+    assert access.encode_access_bits([(1, 0, 0)] * 3 + [(0, 1, 1)]) == bytes([0x78, 0x77, 0x88])
 
 
 @given(st.lists(BITS, min_size=4, max_size=4))
 def test_access_bits_round_trip(conds):
-    encoded = mifare.encode_access_bits(conds)
+    encoded = access.encode_access_bits(conds)
     assert len(encoded) == 3
-    assert mifare.decode_access_bits(encoded) == conds
+    assert access.decode_access_bits(encoded) == conds
 
 
 @given(st.lists(BITS, min_size=4, max_size=4), st.integers(0, 23))
 def test_any_single_flipped_bit_is_detected(conds, bit):
-    encoded = bytearray(mifare.encode_access_bits(conds))
+    encoded = bytearray(access.encode_access_bits(conds))
     encoded[bit // 8] ^= 1 << (bit % 8)
     with pytest.raises(ValueError, match="access bits inconsistent"):
-        mifare.decode_access_bits(bytes(encoded))
+        access.decode_access_bits(bytes(encoded))
 
 
 def test_data_block_table():
-    assert mifare.data_allowed((0, 0, 0), "write", "A")
-    assert mifare.data_allowed((1, 0, 0), "read", "A")
-    assert not mifare.data_allowed((1, 0, 0), "write", "A")
-    assert mifare.data_allowed((1, 0, 0), "write", "B")
-    assert not mifare.data_allowed((0, 1, 0), "write", "B")
-    assert not mifare.data_allowed((0, 1, 1), "read", "A")
-    assert mifare.data_allowed((0, 1, 1), "write", "B")
-    assert not mifare.data_allowed((1, 0, 1), "read", "A")
-    assert mifare.data_allowed((1, 0, 1), "read", "B")
+    assert access.data_allowed((0, 0, 0), "write", "A")
+    assert access.data_allowed((1, 0, 0), "read", "A")
+    assert not access.data_allowed((1, 0, 0), "write", "A")
+    assert access.data_allowed((1, 0, 0), "write", "B")
+    assert not access.data_allowed((0, 1, 0), "write", "B")
+    assert not access.data_allowed((0, 1, 1), "read", "A")
+    assert access.data_allowed((0, 1, 1), "write", "B")
+    assert not access.data_allowed((1, 0, 1), "read", "A")
+    assert access.data_allowed((1, 0, 1), "read", "B")
     for op, key in itertools.product(("read", "write"), "AB"):
-        assert not mifare.data_allowed((1, 1, 1), op, key)
+        assert not access.data_allowed((1, 1, 1), op, key)
 
 
 def test_trailer_table():
     for cond in itertools.product((0, 1), repeat=3):
         for key in "AB":
-            assert not mifare.trailer_allowed(cond, "key_a", "read", key), "key A is never readable"
+            assert not access.trailer_allowed(cond, "key_a", "read", key), "key A is never readable"
     # Transport configuration: key A does everything, key B is plain data.
-    assert mifare.trailer_allowed((0, 0, 1), "access", "write", "A")
-    assert mifare.trailer_allowed((0, 0, 1), "key_b", "read", "A")
+    assert access.trailer_allowed((0, 0, 1), "access", "write", "A")
+    assert access.trailer_allowed((0, 0, 1), "key_b", "read", "A")
     # 011: key B manages the sector, key A only reads the access bits.
-    assert mifare.trailer_allowed((0, 1, 1), "key_a", "write", "B")
-    assert not mifare.trailer_allowed((0, 1, 1), "key_a", "write", "A")
-    assert mifare.trailer_allowed((0, 1, 1), "access", "read", "A")
-    assert not mifare.trailer_allowed((0, 1, 1), "key_b", "read", "B")
-    assert not mifare.trailer_allowed((1, 1, 1), "access", "write", "B")
+    assert access.trailer_allowed((0, 1, 1), "key_a", "write", "B")
+    assert not access.trailer_allowed((0, 1, 1), "key_a", "write", "A")
+    assert access.trailer_allowed((0, 1, 1), "access", "read", "A")
+    assert not access.trailer_allowed((0, 1, 1), "key_b", "read", "B")
+    assert not access.trailer_allowed((1, 1, 1), "access", "write", "B")
 
 
 def test_key_b_readable_conditions():
-    readable = [c for c in itertools.product((0, 1), repeat=3) if mifare.key_b_readable(c)]
+    readable = [c for c in itertools.product((0, 1), repeat=3) if access.key_b_readable(c)]
     assert sorted(readable) == [(0, 0, 0), (0, 0, 1), (0, 1, 0)]
 
 
 def test_bad_arguments_are_refused():
     with pytest.raises(ValueError):
-        mifare.data_allowed((0, 0, 2), "read", "A")
+        access.data_allowed((0, 0, 2), "read", "A")
     with pytest.raises(ValueError):
-        mifare.data_allowed((0, 0, 0), "increment", "A")
+        access.data_allowed((0, 0, 0), "increment", "A")
     with pytest.raises(ValueError):
-        mifare.trailer_allowed((0, 0, 0), "gpb", "read", "A")
+        access.trailer_allowed((0, 0, 0), "gpb", "read", "A")
     with pytest.raises(ValueError):
-        mifare.data_allowed((0, 0, 0), "read", "C")
+        access.data_allowed((0, 0, 0), "read", "C")
 
 
 def test_make_trailer_layout():

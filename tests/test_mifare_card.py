@@ -4,14 +4,14 @@ import random
 
 import pytest
 
-from protocol import mifare
+from protocol import access, mifare
 from simulator.mifare_card import CardAccessError, CardHalted, MifareClassic1K
 
 UID = bytes.fromhex("a1b2c3d4")
 KEY_A = bytes.fromhex("a0a1a2a3a4a5")
 KEY_B = bytes.fromhex("b0b1b2b3b4b5")
 # Data blocks: read A|B, write B only; trailer managed by key B (the member-card layout).
-APP_ACCESS = mifare.encode_access_bits([(1, 0, 0)] * 3 + [(0, 1, 1)])
+APP_ACCESS = access.encode_access_bits([(1, 0, 0)] * 3 + [(0, 1, 1)])
 
 
 def app_card() -> MifareClassic1K:
@@ -105,7 +105,7 @@ def test_trailer_write_keeps_parts_the_key_may_not_change():
     card = app_card()
     assert card.authenticate(4, "B", KEY_B, UID)
     # Under 011 key B may rewrite everything; switch the trailer to 100 (access bits frozen).
-    frozen = mifare.encode_access_bits([(1, 0, 0)] * 3 + [(1, 0, 0)])
+    frozen = access.encode_access_bits([(1, 0, 0)] * 3 + [(1, 0, 0)])
     card.write_block(7, mifare.make_trailer(KEY_A, frozen, 0x69, KEY_B))
     card.write_block(7, mifare.make_trailer(mifare.DEFAULT_KEY, mifare.TRANSPORT_ACCESS, 0, KEY_B))
     assert card.blocks[7][:6] == mifare.DEFAULT_KEY  # key A: writable with B under 100

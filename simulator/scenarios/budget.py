@@ -3,8 +3,9 @@
 Figures: heap_peak_bytes (peak gc.mem_alloc() during the shift, target 48 KiB),
 flash_bytes_per_sale (every byte the firmware wrote to flash, journal, acks and
 compaction included, per sale; target 256) and bundle_bytes (the deployable
-bundle that `make firmware` builds). The firmware runs from the bundle's .mpy
-files, as on a board.
+bundle that `make firmware` builds: .mpy files, main.py, the config example;
+romfs_bytes is its ROMFS image). The firmware runs in place from a ROMFS image
+mapped outside the heap, as on a board with a ROM partition (simulator/mapped_flash.py).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import tempfile
 from pathlib import Path
 
 from firmware import sale
-from simulator.micro import MPY, ROOT, MicroHandheld, mpy_cross
+from simulator.micro import MPY, ROOT, MicroHandheld
 from simulator.scenarios import Outcome, Say
 from simulator.scenarios.hubcheck import sync_all
 from simulator.shop import PRICE_LIST, master_key, member_card
@@ -31,25 +32,33 @@ HEAP_TARGET = 48 * 1024
 FLASH_TARGET = 256
 
 
-def build_bundle(out: Path) -> tuple[Path, int]:
-    """Build the firmware bundle into out; its folder and total size in bytes."""
+def build_bundle(out: Path, *extra: str) -> tuple[Path, dict]:
+    """Build the firmware bundle into out (extra: --with NAME=FILE.py); its folder and manifest."""
     done = subprocess.run(
-        [sys.executable, str(ROOT / "tools" / "build_firmware.py"), "--out", str(out)], capture_output=True, text=True
+        [sys.executable, str(ROOT / "tools" / "build_firmware.py"), "--out", str(out), *extra],
+        capture_output=True, text=True,
     )
     if done.returncode != 0:
         raise RuntimeError(f"building the firmware bundle failed:\n{done.stdout}\n{done.stderr}")
     [bundle] = sorted(out.glob("firmware-*"))
-    manifest = json.loads((bundle / "manifest.json").read_text())
-    return bundle, sum(entry["size"] for entry in manifest["files"])
+    return bundle, json.loads((bundle / "manifest.json").read_text())
 
 
-def _shift(tmp: Path, bundle: Path, heap: str, stack: Stack, device_id: str, sales: int, seed: int, say: Say) -> dict:
+def build_sim_image(out: Path) -> Path:
+    """The ROMFS image a virtual handheld boots from: the board's modules plus the simulator's HAL."""
+    bundle, _ = build_bundle(
+        out, "--with", f"unixhal={MPY / 'unixhal.py'}", "--with", f"handheld_main={MPY / 'handheld_main.py'}"
+    )
+    return bundle / "firmware.romfs"
+
+
+def _shift(tmp: Path, image: Path, heap: str, stack: Stack, device_id: str, sales: int, seed: int, say: Say) -> dict:
     """One metered shift at this heap size; its figures, or the error that stopped it."""
     rng = random.Random(seed)
     master = master_key(rng)
     cards = [member_card(rng, master, n + 1, 20000, 100, n % 3) for n in range(6)]
     mqtt = stack.register(device_id, "shop-1")
-    handheld = MicroHandheld(device_id, tmp, master, PRICE_LIST, mqtt=mqtt, heap=heap, code_path=bundle)
+    handheld = MicroHandheld(device_id, tmp, master, PRICE_LIST, mqtt=mqtt, heap=heap, romfs=image)
     try:
         handheld.boot(meter=True)
         code = int(handheld.command("state")["heap_peak"])
@@ -83,11 +92,13 @@ def run(devices: int = 1, seed: int = 1, say: Say = print, runtime: str = "micro
         return out
     heap = os.environ.get("SIM_MICROPYTHON_HEAP", HEAP)
     with tempfile.TemporaryDirectory(prefix="sim-budget-") as tmp, Stack(Path(tmp) / "stack") as stack:
-        bundle, bundle_bytes = build_bundle(Path(tmp) / "build")
-        # The simulator's side of the HAL runs precompiled too, so compiling it costs no heap.
-        subprocess.run([mpy_cross(), "-o", str(bundle / "unixhal.mpy"), str(MPY / "unixhal.py")], check=True)
-        say(f"bundle {bundle.name}: {bundle_bytes} bytes; a shift of {sales} sales with sync at heap {heap}")
-        first = _shift(Path(tmp) / "a", bundle, heap, stack, "hh-01", sales, seed, say)
+        bundle, manifest = build_bundle(Path(tmp) / "build")
+        bundle_bytes = manifest["files_size"]
+        romfs_bytes = (bundle / "firmware.romfs").stat().st_size
+        image = build_sim_image(Path(tmp) / "sim")
+        say(f"bundle {bundle.name}: {bundle_bytes} bytes, ROMFS image {romfs_bytes} bytes;"
+            f" a shift of {sales} sales with sync at heap {heap}")
+        first = _shift(Path(tmp) / "a", image, heap, stack, "hh-01", sales, seed, say)
         out.check(
             f"shift_completes_in_{heap}_heap",
             "error" not in first and first["sold"] == sales,
@@ -97,7 +108,7 @@ def run(devices: int = 1, seed: int = 1, say: Say = print, runtime: str = "micro
         if "error" in first:
             say(f"the shift does not fit in {heap}: {first['error'][-160:]}")
             say(f"measuring the figures at {FALLBACK_HEAP} instead")
-            measured, at = _shift(Path(tmp) / "b", bundle, FALLBACK_HEAP, stack, "hh-02", sales, seed, say), FALLBACK_HEAP
+            measured, at = _shift(Path(tmp) / "b", image, FALLBACK_HEAP, stack, "hh-02", sales, seed, say), FALLBACK_HEAP
     if "error" in measured:
         out.check("measured", False, measured["error"])
         return out
@@ -110,13 +121,14 @@ def run(devices: int = 1, seed: int = 1, say: Say = print, runtime: str = "micro
             "heap_after_boot_bytes": measured["boot_heap"],
             "flash_bytes_per_sale": measured["flash_per_sale"],
             "bundle_bytes": bundle_bytes,
+            "romfs_bytes": romfs_bytes,
             "heap_size_bytes": _bytes(at),
             "sales": measured["sold"],
         }
     )
     say(
-        f"at heap {at}: heap peak {measured['heap_peak']} B ({measured['boot_heap']} B after boot, mostly the loaded"
-        f" bytecode), flash {measured['flash_per_sale']} B per sale, bundle {bundle_bytes} B"
+        f"at heap {at}: heap peak {measured['heap_peak']} B ({measured['boot_heap']} B after boot),"
+        f" flash {measured['flash_per_sale']} B per sale, bundle {bundle_bytes} B"
     )
     return out
 

@@ -23,7 +23,7 @@ import time
 
 from firmware import hal, mqtt
 from firmware.reader import AuthFailed, CardLost, Reader, ReaderError, ReaderTimeout
-from protocol import mifare
+from protocol import access, mifare
 
 # -- flash ---------------------------------------------------------------------------
 
@@ -350,7 +350,7 @@ class FakeCard:
 
     def _conditions(self, sector: int):
         try:
-            return mifare.decode_access_bits(self.blocks[mifare.trailer_of(sector)][6:9])
+            return access.decode_access_bits(self.blocks[mifare.trailer_of(sector)][6:9])
         except ValueError:
             return None  # inconsistent access bits block the sector
 
@@ -362,7 +362,7 @@ class FakeCard:
         if self.halted or bytes(key) != expected or bytes(uid) != self.uid or conds is None:
             self.halt()
             return False
-        if key_type == "B" and mifare.key_b_readable(conds[3]):
+        if key_type == "B" and access.key_b_readable(conds[3]):
             self.halt()  # key B that is readable cannot serve for authentication
             return False
         self.sector = sector
@@ -382,14 +382,14 @@ class FakeCard:
             return None
         data = self.blocks[block]
         if not mifare.is_trailer(block):
-            if not mifare.data_allowed(conds[block % 4], "read", self.key_type):
+            if not access.data_allowed(conds[block % 4], "read", self.key_type):
                 self.halt()
                 return None
             return data
         cond = conds[3]
-        access = data[6:10] if mifare.trailer_allowed(cond, "access", "read", self.key_type) else bytes(4)
-        key_b = data[10:16] if mifare.trailer_allowed(cond, "key_b", "read", self.key_type) else bytes(6)
-        return bytes(6) + access + key_b
+        bits = data[6:10] if access.trailer_allowed(cond, "access", "read", self.key_type) else bytes(4)
+        key_b = data[10:16] if access.trailer_allowed(cond, "key_b", "read", self.key_type) else bytes(6)
+        return bytes(6) + bits + key_b
 
     def write_block(self, block: int, data: bytes, n_bytes: int = 16) -> bool:
         """Store data (only its first n_bytes when the write is torn); False for a NAK."""
@@ -399,7 +399,7 @@ class FakeCard:
             return False
         old = self.blocks[block]
         if not mifare.is_trailer(block):
-            if not mifare.data_allowed(conds[block % 4], "write", self.key_type):
+            if not access.data_allowed(conds[block % 4], "write", self.key_type):
                 self.halt()
                 return False
             new = bytes(data)
@@ -407,7 +407,7 @@ class FakeCard:
             out = bytearray(old)
             wrote = False
             for part, start, end in (("key_a", 0, 6), ("access", 6, 10), ("key_b", 10, 16)):
-                if mifare.trailer_allowed(conds[3], part, "write", self.key_type):
+                if access.trailer_allowed(conds[3], part, "write", self.key_type):
                     out[start:end] = data[start:end]
                     wrote = True
             if not wrote:

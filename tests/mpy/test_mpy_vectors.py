@@ -2,7 +2,7 @@
 
 from harness import raises, vectors
 
-from protocol import card, mifare, pricing, record
+from protocol import access, card, mifare, pricing, record
 from protocol import sync as wire
 from protocol.crypto import crc32, equal, hmac_sha256
 
@@ -110,11 +110,11 @@ def test_out_of_range_fields_are_refused_not_wrapped():
 
 def test_access_bits_round_trip():
     conds = [(1, 0, 0), (1, 0, 0), (1, 0, 0), (0, 1, 1)]
-    assert mifare.decode_access_bits(mifare.encode_access_bits(conds)) == conds
-    assert mifare.decode_access_bits(mifare.TRANSPORT_ACCESS) == [(0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 1)]
+    assert access.decode_access_bits(access.encode_access_bits(conds)) == conds
+    assert access.decode_access_bits(mifare.TRANSPORT_ACCESS) == [(0, 0, 0), (0, 0, 0), (0, 0, 0), (0, 0, 1)]
     with raises(ValueError):
-        mifare.decode_access_bits(bytes([0xFF, 0xFF, 0xFF]))
-    assert mifare.data_allowed((1, 0, 0), "write", "B") and not mifare.data_allowed((1, 0, 0), "write", "A")
+        access.decode_access_bits(bytes([0xFF, 0xFF, 0xFF]))
+    assert access.data_allowed((1, 0, 0), "write", "B") and not access.data_allowed((1, 0, 0), "write", "A")
 
 
 def test_sync_wire_format():
