@@ -12,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub import pages
+from hub.api_master import master_routes
 from hub.models import Anomaly, Card, CardStock, Device, Sale, SaleLine
 
 
@@ -72,8 +73,12 @@ def create_app(
     engine: Engine,
     mqtt_connected: Callable[[], bool | None] = lambda: None,
     ingest_stats: Callable[[], dict[str, int]] = dict,
+    actor: Callable[[], str] = lambda: "api",
 ) -> FastAPI:
-    """The FastAPI app over engine; the callables report the MQTT bridge's state for /health."""
+    """The FastAPI app over engine; the callables report the MQTT bridge's state for /health.
+
+    actor names who makes a change, for the audit log (logins and roles replace the default).
+    """
     app = FastAPI(title="Member-card hub", version="1", docs_url="/api/docs", openapi_url="/api/v1/openapi.json")
 
     def session() -> Iterator[Session]:
@@ -167,6 +172,7 @@ def create_app(
             query = query.where(Anomaly.code == code)
         return list(db.exec(query))
 
+    api.include_router(master_routes(session, actor))
     app.include_router(api)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)

@@ -1,4 +1,4 @@
-"""The hub's tables: devices, journal records, sales, cards, the ledger, anomalies."""
+"""The hub's tables: devices, journal records, sales, cards, the ledger, anomalies, and HQ's master data."""
 
 from __future__ import annotations
 
@@ -153,3 +153,90 @@ class Member(SQLModel, table=True):
     name: str = Field(max_length=120)
     phone: str = Field(default="", max_length=40)
     created: int
+
+
+class Shop(SQLModel, table=True):
+    """A shop; its handhelds sell from its price list."""
+
+    id: str = Field(primary_key=True, max_length=32)  # a short code, e.g. "shop-1"
+    name: str = Field(max_length=120)
+    address: str = Field(default="", max_length=200)
+    active: bool = True
+    created: int
+
+
+class ProductCategory(SQLModel, table=True):
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=80, unique=True)
+
+
+class Product(SQLModel, table=True):
+    """Something the shops sell; id is the item number on the handhelds and in sale records."""
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    name: str = Field(max_length=80)
+    category_id: int | None = Field(default=None, foreign_key="productcategory.id")
+    discountable: bool = True  # whether a tier discount applies
+    active: bool = True
+
+
+class PriceList(SQLModel, table=True):
+    """Prices from a time on, for every shop (shop_id '') or one; never changed once made."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    shop_id: str = Field(default="", max_length=32, index=True)
+    effective_from: int
+    created: int
+    note: str = Field(default="", max_length=200)
+
+
+class PriceListItem(SQLModel, table=True):
+    price_list_id: int = Field(foreign_key="pricelist.id", primary_key=True)
+    product_id: int = Field(foreign_key="product.id", primary_key=True)
+    price: int  # cents
+
+
+class PublishedPrices(SQLModel, table=True):
+    """A version of the price list document a shop's handhelds are given (protocol.pricing's format)."""
+
+    shop_id: str = Field(primary_key=True, max_length=32)
+    version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    published: int
+    sha256: str = Field(max_length=64)
+    doc: str
+
+
+class MemberCategory(SQLModel, table=True):
+    """A card type (standard, staff, ...); its number is written on the card."""
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    name: str = Field(max_length=80)
+    description: str = Field(default="", max_length=200)
+
+
+class Tier(SQLModel, table=True):
+    """A member tier; its number is on the card, its discount applies to discountable items."""
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    name: str = Field(max_length=40)
+    discount_bps: int
+
+
+class Param(SQLModel, table=True):
+    """A system parameter HQ set (hub.masterdata.PARAMS lists them and their defaults)."""
+
+    key: str = Field(primary_key=True, max_length=40)
+    value: int
+
+
+class AuditEntry(SQLModel, table=True):
+    """Who changed what and when, with the row before and after (JSON)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    time: int = Field(index=True)
+    actor: str = Field(max_length=64)
+    action: str = Field(max_length=16)
+    entity: str = Field(max_length=32, index=True)
+    entity_key: str = Field(max_length=64)
+    before: str = ""
+    after: str = ""

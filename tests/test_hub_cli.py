@@ -96,3 +96,28 @@ def test_card_batch_makes_valid_numbers_once(env):
     with Session(engine) as db:
         stock = db.exec(select(CardStock)).all()
     assert len(stock) == 30 and all(cardno.is_valid(c.card_no) for c in stock)
+
+
+def test_master_data_from_the_command_line_reaches_the_published_price_list(env):
+    for args in (
+        ("shop", "set", "north", "--name", "North street"),
+        ("product", "set", "101", "--name", "Espresso", "--category", "Drinks"),
+        ("product", "set", "102", "--name", "Gift card", "--no-discount"),
+        ("tier", "set", "1", "--name", "Silver", "--discount-bps", "500"),
+        ("member-category", "set", "2", "--name", "Staff"),
+        ("param", "set", "points.point_value", "5"),
+        ("price", "add", "101=2.50", "102=20"),
+    ):
+        done = hub(env, *args)
+        assert done.returncode == 0, (args, done.stderr)
+    refused = hub(env, "price", "add", "101=2.505")
+    assert refused.returncode == 2 and "'2.505' is not an amount like 12.50" in refused.stderr
+    refused = hub(env, "price", "add", "101=3", "999=1")
+    assert refused.returncode == 2 and "no product 999" in refused.stderr
+    assert "version 1" in hub(env, "prices", "publish", "north").stdout
+    assert "(unchanged)" in hub(env, "prices", "publish", "north").stdout
+    doc = json.loads(hub(env, "prices", "show", "north").stdout)
+    assert {i["id"]: i["price"] for i in doc["items"]} == {101: 250, 102: 2000}  # the refused lists left no trace
+    assert doc["points"]["point_value"] == 5 and doc["tiers"] == [{"tier": 1, "name": "Silver", "discount_bps": 500}]
+    log = hub(env, "audit", "--entity", "product").stdout.splitlines()
+    assert len(log) == 2 and all("cli:" in line and "\tcreate\tproduct " in line for line in log)

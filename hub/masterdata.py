@@ -1,0 +1,348 @@
+"""HQ's master data: shops, products and their categories, price lists, member categories, tiers, parameters.
+
+Every change goes through these functions: each checks its input, writes the change
+and its audit entry in the caller's session, and raises MasterDataError (nothing
+written) when the input is wrong. The caller commits. Time and the actor are passed in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from sqlalchemy import func
+from sqlmodel import Session, SQLModel, col, select
+
+from hub.models import (
+    AuditEntry,
+    MemberCategory,
+    Param,
+    PriceList,
+    PriceListItem,
+    Product,
+    ProductCategory,
+    PublishedPrices,
+    Shop,
+    Tier,
+)
+from protocol.pricing import BPS, PricingError
+from protocol.pricing import PriceList as ProtocolPriceList
+
+MAX_PRICE = 10_000_000  # cents; protocol.pricing refuses more for one item
+MAX_ITEM_ID = 0xFFFFFFFF  # the sale record's item field is a u32
+SHOP_ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
+
+# Parameters HQ can set: key -> (default, lowest, highest, what it means). All whole numbers.
+PARAMS: dict[str, tuple[int, int, int, str]] = {
+    "points.earn_per_100": (1, 0, 1000, "points a member earns per 100 cents paid (stored value and cash)"),
+    "points.point_value": (1, 1, 10000, "cents one point is worth when redeemed"),
+}
+
+
+class MasterDataError(ValueError):
+    """A change HQ asked for that the rules refuse; status is the HTTP status that says so."""
+
+    def __init__(self, code: str, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+def _snapshot(row: SQLModel | None) -> dict[str, Any] | None:
+    return None if row is None else row.model_dump()
+
+
+def audit(db: Session, actor: str, now: int, action: str, row: SQLModel, key: str, before: dict | None) -> None:
+    """One audit entry: who did what to which row, and the row before and after."""
+    db.add(
+        AuditEntry(
+            time=now,
+            actor=actor,
+            action=action,
+            entity=type(row).__name__.lower(),
+            entity_key=key,
+            before=json.dumps(before, sort_keys=True) if before is not None else "",
+            after=json.dumps(row.model_dump(), sort_keys=True),
+        )
+    )
+
+
+def _name(value: Any, what: str, longest: int) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise MasterDataError("bad_name", f"{what} must be a non-empty text")
+    value = value.strip()
+    if len(value) > longest:
+        raise MasterDataError("bad_name", f"{what} is longer than {longest} characters")
+    return value
+
+
+def _whole(value: Any, what: str, lo: int, hi: int) -> int:
+    if type(value) is not int or not lo <= value <= hi:
+        raise MasterDataError("bad_number", f"{what} must be a whole number from {lo} to {hi}, got {value!r}")
+    return value
+
+
+def parse_money(text: str) -> int:
+    """'12.50', '12.5' or '12' -> cents; anything else (more than 2 decimals, a sign, letters) is refused."""
+    raw = text.strip()
+    whole, dot, frac = raw.partition(".")
+    if not whole.isdigit() or (dot and not (frac.isdigit() and 1 <= len(frac) <= 2)):
+        raise MasterDataError("bad_price", f"price {text!r} is not an amount like 12.50 (dot, at most 2 decimals)")
+    cents = int(whole) * 100 + (int(frac.ljust(2, "0")) if frac else 0)
+    if cents > MAX_PRICE:
+        raise MasterDataError("bad_price", f"price {text} is over the highest price, {MAX_PRICE // 100}.00")
+    return cents
+
+
+# -- shops ---------------------------------------------------------------------------
+
+
+def save_shop(db: Session, actor: str, now: int, shop_id: str, name: str, address: str = "", active: bool = True) -> Shop:
+    """Create the shop, or change its name, address or whether it is open."""
+    if not shop_id or len(shop_id) > 32 or not set(shop_id) <= SHOP_ID_CHARS:
+        raise MasterDataError("bad_shop_id", f"shop id {shop_id!r} must be 1-32 of a-z, 0-9, - and _")
+    name = _name(name, "shop name", 120)
+    if len(address) > 200:
+        raise MasterDataError("bad_address", "address is longer than 200 characters")
+    shop = db.get(Shop, shop_id)
+    before = _snapshot(shop)
+    if shop is None:
+        shop = Shop(id=shop_id, name=name, address=address, active=active, created=now)
+    else:
+        shop.name, shop.address, shop.active = name, address, active
+    db.add(shop)
+    audit(db, actor, now, "create" if before is None else "update", shop, shop_id, before)
+    return shop
+
+
+def get_shop(db: Session, shop_id: str) -> Shop:
+    shop = db.get(Shop, shop_id)
+    if shop is None:
+        raise MasterDataError("no_shop", f"no shop {shop_id!r}", 404)
+    return shop
+
+
+# -- products --------------------------------------------------------------------------
+
+
+def save_category(db: Session, actor: str, now: int, name: str, category_id: int | None = None) -> ProductCategory:
+    """Create a product category (category_id None) or rename one."""
+    name = _name(name, "category name", 80)
+    clash = db.exec(select(ProductCategory).where(ProductCategory.name == name)).first()
+    if clash is not None and clash.id != category_id:
+        raise MasterDataError("duplicate", f"a product category named {name!r} exists (id {clash.id})", 409)
+    if category_id is None:
+        category = ProductCategory(name=name)
+        before = None
+    else:
+        found = db.get(ProductCategory, category_id)
+        if found is None:
+            raise MasterDataError("no_category", f"no product category {category_id}", 404)
+        category, before = found, _snapshot(found)
+        category.name = name
+    db.add(category)
+    db.flush()  # the new row's id, for the audit entry
+    audit(db, actor, now, "create" if before is None else "update", category, str(category.id), before)
+    return category
+
+
+def save_product(
+    db: Session, actor: str, now: int, product_id: int, name: str, category_id: int | None = None,
+    discountable: bool = True, active: bool = True,
+) -> Product:
+    """Create or change a product; its id is the item number on handhelds and in sale records."""
+    _whole(product_id, "product id", 1, MAX_ITEM_ID)
+    name = _name(name, "product name", 80)
+    if category_id is not None and db.get(ProductCategory, category_id) is None:
+        raise MasterDataError("no_category", f"no product category {category_id}", 404)
+    product = db.get(Product, product_id)
+    before = _snapshot(product)
+    if product is None:
+        product = Product(id=product_id, name=name, category_id=category_id, discountable=discountable, active=active)
+    else:
+        product.name, product.category_id = name, category_id
+        product.discountable, product.active = discountable, active
+    db.add(product)
+    audit(db, actor, now, "create" if before is None else "update", product, str(product_id), before)
+    return product
+
+
+# -- price lists -------------------------------------------------------------------------
+
+
+def add_price_list(
+    db: Session, actor: str, now: int, prices: dict[int, int], shop_id: str = "", effective_from: int | None = None,
+    note: str = "",
+) -> PriceList:
+    """A new price list (never edited afterwards): global when shop_id is '', else that shop's own prices.
+
+    prices maps product id -> cents. From effective_from on, a shop sells each product
+    at the price of the newest list of its own that has it, else of the newest global one.
+    """
+    if shop_id:
+        get_shop(db, shop_id)
+    if not prices:
+        raise MasterDataError("empty_price_list", "a price list needs at least one price")
+    known = set(db.exec(select(Product.id).where(col(Product.id).in_(list(prices)))))
+    for product_id, cents in sorted(prices.items()):
+        if product_id not in known:
+            raise MasterDataError("no_product", f"no product {product_id}: add it before pricing it", 404)
+        _whole(cents, f"price of product {product_id} (cents)", 0, MAX_PRICE)
+    if len(note) > 200:
+        raise MasterDataError("bad_note", "note is longer than 200 characters")
+    price_list = PriceList(shop_id=shop_id, effective_from=now if effective_from is None else effective_from,
+                           created=now, note=note)
+    db.add(price_list)
+    db.flush()
+    assert price_list.id is not None
+    for product_id, cents in sorted(prices.items()):
+        db.add(PriceListItem(price_list_id=price_list.id, product_id=product_id, price=cents))
+    db.add(
+        AuditEntry(
+            time=now, actor=actor, action="create", entity="pricelist", entity_key=str(price_list.id), before="",
+            after=json.dumps({**price_list.model_dump(), "prices": {str(k): v for k, v in sorted(prices.items())}},
+                             sort_keys=True),
+        )
+    )
+    return price_list
+
+
+# -- member categories, tiers, parameters -------------------------------------------------------
+
+
+def save_member_category(db: Session, actor: str, now: int, category_id: int, name: str, description: str = "") -> MemberCategory:
+    """A card type (its number is written on the card, 0-255)."""
+    _whole(category_id, "member category", 0, 255)
+    name = _name(name, "member category name", 80)
+    if len(description) > 200:
+        raise MasterDataError("bad_description", "description is longer than 200 characters")
+    row = db.get(MemberCategory, category_id)
+    before = _snapshot(row)
+    if row is None:
+        row = MemberCategory(id=category_id, name=name, description=description)
+    else:
+        row.name, row.description = name, description
+    db.add(row)
+    audit(db, actor, now, "create" if before is None else "update", row, str(category_id), before)
+    return row
+
+
+def save_tier(db: Session, actor: str, now: int, tier: int, name: str, discount_bps: int) -> Tier:
+    """A member tier (its number is on the card, 0-255) and its discount in basis points."""
+    _whole(tier, "tier", 0, 255)
+    name = _name(name, "tier name", 40)
+    _whole(discount_bps, "discount (basis points)", 0, BPS)
+    row = db.get(Tier, tier)
+    before = _snapshot(row)
+    if row is None:
+        row = Tier(id=tier, name=name, discount_bps=discount_bps)
+    else:
+        row.name, row.discount_bps = name, discount_bps
+    db.add(row)
+    audit(db, actor, now, "create" if before is None else "update", row, str(tier), before)
+    return row
+
+
+def set_param(db: Session, actor: str, now: int, key: str, value: int) -> Param:
+    """Set one of PARAMS."""
+    if key not in PARAMS:
+        raise MasterDataError("no_param", f"no parameter {key!r}; there are: {', '.join(sorted(PARAMS))}", 404)
+    _default, lo, hi, _what = PARAMS[key]
+    _whole(value, key, lo, hi)
+    row = db.get(Param, key)
+    before = _snapshot(row)
+    if row is None:
+        row = Param(key=key, value=value)
+    else:
+        row.value = value
+    db.add(row)
+    audit(db, actor, now, "create" if before is None else "update", row, key, before)
+    return row
+
+
+def params(db: Session) -> dict[str, int]:
+    """Every parameter's value (its default when HQ never set it)."""
+    values = {key: spec[0] for key, spec in PARAMS.items()}
+    values.update({p.key: p.value for p in db.exec(select(Param))})
+    return values
+
+
+# -- what a shop's handhelds get -----------------------------------------------------------------
+
+
+def shop_prices(db: Session, shop_id: str, at: int) -> dict[str, Any]:
+    """The price list document (protocol.pricing's format, without a version) a shop sells from at time at."""
+    get_shop(db, shop_id)
+    lists = db.exec(
+        select(PriceList)
+        .where(col(PriceList.shop_id).in_(["", shop_id]), PriceList.effective_from <= at)
+        .order_by(col(PriceList.effective_from), col(PriceList.id))
+    ).all()
+    # Later lists win; a shop's own list wins over any global one.
+    ranked = sorted(lists, key=lambda pl: (pl.shop_id == shop_id, pl.effective_from, pl.id or 0))
+    price: dict[int, int] = {}
+    if ranked:
+        rank = {pl.id: n for n, pl in enumerate(ranked)}
+        items = db.exec(select(PriceListItem).where(col(PriceListItem.price_list_id).in_(list(rank)))).all()
+        for item in sorted(items, key=lambda i: rank[i.price_list_id]):
+            price[item.product_id] = item.price
+    categories = {c.id: c.name for c in db.exec(select(ProductCategory))}
+    products = db.exec(select(Product).where(Product.active == True).order_by(col(Product.id))).all()  # noqa: E712
+    values = params(db)
+    return {
+        "currency": "EUR",
+        "items": [
+            {"id": p.id, "name": p.name, "price": price[p.id], "category": categories.get(p.category_id, ""),
+             "discountable": p.discountable}
+            for p in products if p.id in price
+        ],
+        "tiers": [{"tier": t.id, "name": t.name, "discount_bps": t.discount_bps}
+                  for t in db.exec(select(Tier).order_by(col(Tier.id)))],
+        "points": {"earn_per_100": values["points.earn_per_100"], "point_value": values["points.point_value"]},
+    }
+
+
+def publish_prices(db: Session, actor: str, now: int, shop_id: str) -> tuple[PublishedPrices, bool]:
+    """Publish what the shop sells from now as the next version, unless it is what was last published."""
+    doc = shop_prices(db, shop_id, now)
+    if not doc["items"]:
+        raise MasterDataError("nothing_to_sell", f"shop {shop_id!r} has no priced, active product yet")
+    body = json.dumps(doc, sort_keys=True)
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    last = db.exec(
+        select(PublishedPrices).where(PublishedPrices.shop_id == shop_id).order_by(col(PublishedPrices.version).desc())
+    ).first()
+    if last is not None and last.sha256 == digest:
+        return last, False
+    version = (last.version + 1) if last else 1
+    full = {"version": version, **doc}
+    try:
+        ProtocolPriceList(full)  # what the handhelds will be given must be what they accept
+    except PricingError as exc:
+        raise MasterDataError("bad_price_list", f"shop {shop_id}: {exc.message}") from exc
+    published = PublishedPrices(shop_id=shop_id, version=version, published=now, sha256=digest,
+                                doc=json.dumps(full, sort_keys=True))
+    db.add(published)
+    audit(db, actor, now, "publish", published, f"{shop_id}@{version}", None)
+    return published, True
+
+
+def latest_prices(db: Session, shop_id: str) -> PublishedPrices | None:
+    return db.exec(
+        select(PublishedPrices).where(PublishedPrices.shop_id == shop_id).order_by(col(PublishedPrices.version).desc())
+    ).first()
+
+
+def audit_log(db: Session, entity: str | None = None, key: str | None = None, limit: int = 100) -> list[AuditEntry]:
+    query = select(AuditEntry).order_by(col(AuditEntry.id).desc()).limit(limit)
+    if entity:
+        query = query.where(AuditEntry.entity == entity)
+    if key:
+        query = query.where(AuditEntry.entity_key == key)
+    return list(db.exec(query))
+
+
+def count(db: Session, table: type[SQLModel]) -> int:
+    return int(db.exec(select(func.count()).select_from(table)).one())
