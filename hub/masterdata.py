@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import func
 from sqlmodel import Session, SQLModel, col, select
@@ -28,6 +28,8 @@ from hub.models import (
 )
 from protocol.pricing import BPS, PricingError
 from protocol.pricing import PriceList as ProtocolPriceList
+
+Row = TypeVar("Row", bound=SQLModel)
 
 MAX_PRICE = 10_000_000  # cents; protocol.pricing refuses more for one item
 MAX_ITEM_ID = 0xFFFFFFFF  # the sale record's item field is a u32
@@ -69,6 +71,21 @@ def audit(db: Session, actor: str, now: int, action: str, row: SQLModel, key: st
     )
 
 
+def _upsert(db: Session, actor: str, now: int, model: type[Row], key: dict[str, Any], fields: dict[str, Any],
+            on_create: dict[str, Any] | None = None) -> Row:
+    """Create the row with this primary key, or set its fields; audited either way."""
+    row = db.get(model, tuple(key.values())[0])
+    before = _snapshot(row)
+    if row is None:
+        row = model(**key, **fields, **(on_create or {}))
+    else:
+        for name, value in fields.items():
+            setattr(row, name, value)
+    db.add(row)
+    audit(db, actor, now, "create" if before is None else "update", row, str(tuple(key.values())[0]), before)
+    return row
+
+
 def _name(value: Any, what: str, longest: int) -> str:
     if not isinstance(value, str) or not value.strip():
         raise MasterDataError("bad_name", f"{what} must be a non-empty text")
@@ -106,15 +123,8 @@ def save_shop(db: Session, actor: str, now: int, shop_id: str, name: str, addres
     name = _name(name, "shop name", 120)
     if len(address) > 200:
         raise MasterDataError("bad_address", "address is longer than 200 characters")
-    shop = db.get(Shop, shop_id)
-    before = _snapshot(shop)
-    if shop is None:
-        shop = Shop(id=shop_id, name=name, address=address, active=active, created=now)
-    else:
-        shop.name, shop.address, shop.active = name, address, active
-    db.add(shop)
-    audit(db, actor, now, "create" if before is None else "update", shop, shop_id, before)
-    return shop
+    fields = {"name": name, "address": address, "active": active}
+    return _upsert(db, actor, now, Shop, {"id": shop_id}, fields, on_create={"created": now})
 
 
 def get_shop(db: Session, shop_id: str) -> Shop:
@@ -157,16 +167,8 @@ def save_product(
     name = _name(name, "product name", 80)
     if category_id is not None and db.get(ProductCategory, category_id) is None:
         raise MasterDataError("no_category", f"no product category {category_id}", 404)
-    product = db.get(Product, product_id)
-    before = _snapshot(product)
-    if product is None:
-        product = Product(id=product_id, name=name, category_id=category_id, discountable=discountable, active=active)
-    else:
-        product.name, product.category_id = name, category_id
-        product.discountable, product.active = discountable, active
-    db.add(product)
-    audit(db, actor, now, "create" if before is None else "update", product, str(product_id), before)
-    return product
+    fields = {"name": name, "category_id": category_id, "discountable": discountable, "active": active}
+    return _upsert(db, actor, now, Product, {"id": product_id}, fields)
 
 
 # -- price lists -------------------------------------------------------------------------
@@ -218,15 +220,7 @@ def save_member_category(db: Session, actor: str, now: int, category_id: int, na
     name = _name(name, "member category name", 80)
     if len(description) > 200:
         raise MasterDataError("bad_description", "description is longer than 200 characters")
-    row = db.get(MemberCategory, category_id)
-    before = _snapshot(row)
-    if row is None:
-        row = MemberCategory(id=category_id, name=name, description=description)
-    else:
-        row.name, row.description = name, description
-    db.add(row)
-    audit(db, actor, now, "create" if before is None else "update", row, str(category_id), before)
-    return row
+    return _upsert(db, actor, now, MemberCategory, {"id": category_id}, {"name": name, "description": description})
 
 
 def save_tier(db: Session, actor: str, now: int, tier: int, name: str, discount_bps: int) -> Tier:
@@ -234,15 +228,7 @@ def save_tier(db: Session, actor: str, now: int, tier: int, name: str, discount_
     _whole(tier, "tier", 0, 255)
     name = _name(name, "tier name", 40)
     _whole(discount_bps, "discount (basis points)", 0, BPS)
-    row = db.get(Tier, tier)
-    before = _snapshot(row)
-    if row is None:
-        row = Tier(id=tier, name=name, discount_bps=discount_bps)
-    else:
-        row.name, row.discount_bps = name, discount_bps
-    db.add(row)
-    audit(db, actor, now, "create" if before is None else "update", row, str(tier), before)
-    return row
+    return _upsert(db, actor, now, Tier, {"id": tier}, {"name": name, "discount_bps": discount_bps})
 
 
 def set_param(db: Session, actor: str, now: int, key: str, value: int) -> Param:
@@ -251,15 +237,7 @@ def set_param(db: Session, actor: str, now: int, key: str, value: int) -> Param:
         raise MasterDataError("no_param", f"no parameter {key!r}; there are: {', '.join(sorted(PARAMS))}", 404)
     _default, lo, hi, _what = PARAMS[key]
     _whole(value, key, lo, hi)
-    row = db.get(Param, key)
-    before = _snapshot(row)
-    if row is None:
-        row = Param(key=key, value=value)
-    else:
-        row.value = value
-    db.add(row)
-    audit(db, actor, now, "create" if before is None else "update", row, key, before)
-    return row
+    return _upsert(db, actor, now, Param, {"key": key}, {"value": value})
 
 
 def params(db: Session) -> dict[str, int]:
