@@ -289,9 +289,7 @@ def publish_prices(db: Session, actor: str, now: int, shop_id: str) -> tuple[Pub
         raise MasterDataError("nothing_to_sell", f"shop {shop_id!r} has no priced, active product yet")
     body = json.dumps(doc, sort_keys=True)
     digest = hashlib.sha256(body.encode()).hexdigest()
-    last = db.exec(
-        select(PublishedPrices).where(PublishedPrices.shop_id == shop_id).order_by(col(PublishedPrices.version).desc())
-    ).first()
+    last = latest_prices(db, shop_id)
     if last is not None and last.sha256 == digest:
         return last, False
     version = (last.version + 1) if last else 1

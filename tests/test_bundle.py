@@ -17,11 +17,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from mpremote.romfs import VfsRomWriter
 
 from firmware.version import FIRMWARE_VERSION
 from protocol import PROTOCOL_VERSION
-from simulator.micro import MPY, micropython_binary, mpy_cross
+from simulator.micro import MPY, micropython_binary
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "tools" / "build_firmware.py"
@@ -518,26 +517,17 @@ print("board ok", json.dumps({"heap_used_after_boot": used_after_boot, "heap_use
 
 
 def test_bundle_boots_the_handheld_from_its_romfs_with_a_stand_in_board(bundle, tmp_path):
-    # The stand-in board and this check go into a copy of the image, compiled, so that
-    # the heap holds what a board's would: the handheld's objects, not test bytecode.
-    image = tmp_path / "image"
-    shutil.copytree(bundle / "firmware", image / "firmware")
-    shutil.copytree(bundle / "protocol", image / "protocol")
+    # The stand-in board and this check are compiled into the image too (build_firmware.py
+    # --with), so that the heap holds what a board's would: the handheld's objects, not test bytecode.
+    extra = []
     for name, text in (("machine", FAKE_MACHINE), ("network", FAKE_NETWORK), ("board_check", BOARD_CHECK)):
         source = tmp_path / f"{name}.py"
         source.write_text(text)
-        subprocess.run([mpy_cross(), "-o", str(image / f"{name}.mpy"), str(source)], check=True)
-    writer = VfsRomWriter()
-    for path in sorted(image.iterdir()):
-        if path.is_dir():
-            writer.opendir(path.name)
-            for mpy in sorted(path.iterdir()):
-                writer.mkfile(mpy.name, mpy.read_bytes())
-            writer.closedir()
-        else:
-            writer.mkfile(path.name, path.read_bytes())
-    romfs = tmp_path / "board.romfs"
-    romfs.write_bytes(writer.finalise())
+        extra += ["--with", f"{name}={source}"]
+    out = tmp_path / "build"
+    built = subprocess.run([sys.executable, str(BUILD), "--out", str(out), *extra], capture_output=True, text=True, cwd=ROOT)
+    assert built.returncode == 0, built.stdout + built.stderr
+    romfs = out / f"firmware-{FIRMWARE_VERSION}" / "firmware.romfs"
     script = tmp_path / "boot.py"
     script.write_text("import romfs\nromfs.mount()\nimport board_check\n")
     data = tmp_path / "data"
