@@ -19,7 +19,9 @@ class Device(SQLModel, table=True):
     last_seq: int = 0  # highest seq received
     acked_seq: int = 0  # highest contiguous seq committed (and acknowledged)
     head_seq: int = 0  # the device's journal head, from its status
-    prices_version: int = 0
+    prices_version: int = 0  # the downlink versions the device last reported holding
+    hotlist_version: int = 0
+    actions_version: int = 0
 
 
 class Record(SQLModel, table=True):
@@ -96,6 +98,10 @@ class Card(SQLModel, table=True):
     opening_balance: int = 0
     opening_points: int = 0
     sales: int = 0
+    state: str = Field(default="active", max_length=10)  # active, lost (hotlisted), replaced (hotlisted)
+    password_hash: str = ""  # the member's card password (argon2), for the member's own pages
+    replaced_by: str = Field(default="", max_length=16)
+    issued: int = 0  # unix seconds; 0 for cards the hub first saw in a sale
 
 
 class LedgerEntry(SQLModel, table=True):
@@ -176,6 +182,7 @@ class Product(SQLModel, table=True):
     id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     name: str = Field(max_length=80)
     category_id: int | None = Field(default=None, foreign_key="productcategory.id")
+    merchant_id: int | None = Field(default=None, foreign_key="merchant.id")  # None: HQ's own product
     discountable: bool = True  # whether a tier discount applies
     active: bool = True
 
@@ -240,3 +247,84 @@ class AuditEntry(SQLModel, table=True):
     entity_key: str = Field(max_length=64)
     before: str = ""
     after: str = ""
+
+
+class Merchant(SQLModel, table=True):
+    """A merchant selling through the shops; manages only its own products once HQ approved it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=120, unique=True)
+    approved: bool = False
+    created: int
+
+
+class User(SQLModel, table=True):
+    """A person who logs in: HQ admin, shop manager (of shop_id), merchant (of merchant_id).
+
+    Members log in with their card number and card password instead (Card.password_hash).
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    username: str = Field(max_length=64, unique=True)
+    password_hash: str
+    role: str = Field(max_length=16)  # admin, shop_manager, merchant
+    shop_id: str = Field(default="", max_length=32)
+    merchant_id: int | None = Field(default=None, foreign_key="merchant.id")
+    active: bool = True
+    created: int
+
+
+class ApiToken(SQLModel, table=True):
+    """A token for scripts, acting as its user; only its SHA-256 is kept."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="user.id", index=True)
+    name: str = Field(default="", max_length=64)
+    token_hash: str = Field(max_length=64, unique=True)
+    created: int
+    revoked: bool = False
+
+
+class WebSession(SQLModel, table=True):
+    """A logged-in browser (by the SHA-256 of its cookie): a user, or a member by card number."""
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    user_id: int | None = Field(default=None, foreign_key="user.id")
+    card_no: str = Field(default="", max_length=16)
+    created: int
+    expires: int = Field(index=True)
+
+
+class HotlistEntry(SQLModel, table=True):
+    """One change to the hotlist; version orders them, so a device asks for what came after its own."""
+
+    version: int | None = Field(default=None, primary_key=True)
+    card_no: str = Field(max_length=16, index=True)
+    uid: str = Field(max_length=20)
+    listed: bool  # True: refuse this card from now on; False: taken off the list (unfrozen)
+    reason: str = Field(default="", max_length=40)  # lost, replaced, found, ...
+    time: int
+
+
+class CardAction(SQLModel, table=True):
+    """Something HQ decided for a card that the next handheld it taps on writes to it.
+
+    number counts a card's actions 1, 2, 3, ...; the card keeps the highest it has
+    applied, so an action is never applied twice. id orders all actions for the downlink.
+    """
+
+    __table_args__ = (UniqueConstraint("card_no", "number"),)
+    id: int | None = Field(default=None, primary_key=True)
+    card_no: str = Field(max_length=16, index=True)
+    number: int
+    kind: str = Field(max_length=10)  # topup, tier, transfer
+    amount: int = 0  # cents added to the stored value (negative takes away)
+    points: int = 0
+    tier: int = -1  # the new tier for kind "tier"
+    note: str = Field(default="", max_length=120)
+    actor: str = Field(default="", max_length=64)
+    created: int
+    state: str = Field(default="pending", max_length=10, index=True)  # pending, applied, cancelled
+    applied_device: str = Field(default="", max_length=64)
+    applied_seq: int = 0
+    applied_time: int = 0
