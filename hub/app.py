@@ -12,7 +12,9 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub import pages
+from hub.api_auth import auth_routes, install_refusal_pages, login_pages
 from hub.api_master import master_routes
+from hub.auth import ADMIN, MEMBER, SHOP_MANAGER, Gate, Principal
 from hub.models import Anomaly, Card, CardStock, Device, Sale, SaleLine
 
 
@@ -73,43 +75,48 @@ def create_app(
     engine: Engine,
     mqtt_connected: Callable[[], bool | None] = lambda: None,
     ingest_stats: Callable[[], dict[str, int]] = dict,
-    actor: Callable[[], str] = lambda: "api",
+    clock: Callable[[], float] = time.time,
 ) -> FastAPI:
-    """The FastAPI app over engine; the callables report the MQTT bridge's state for /health.
-
-    actor names who makes a change, for the audit log (logins and roles replace the default).
-    """
+    """The FastAPI app over engine; the callables report the MQTT bridge's state for /health."""
     app = FastAPI(title="Member-card hub", version="1", docs_url="/api/docs", openapi_url="/api/v1/openapi.json")
+    gate = Gate(engine, clock)
+    app.state.gate = gate
 
     def session() -> Iterator[Session]:
         with Session(engine) as s:
             yield s
 
     Db = Annotated[Session, Depends(session)]
+    Admin = Annotated[Principal, Depends(gate.require(ADMIN))]
+    Staff = Annotated[Principal, Depends(gate.require(ADMIN, SHOP_MANAGER))]
+    CardReader = Annotated[Principal, Depends(gate.require(ADMIN, SHOP_MANAGER, MEMBER))]
     api = APIRouter(prefix="/api/v1")
 
-    @api.get("/health", response_model=Health)
+    @api.get("/health", response_model=Health, dependencies=[Depends(gate.public())])
     def health(db: Db) -> Health:
         count = db.exec(select(func.count()).select_from(Device)).one()
         return Health(status="ok", database=True, mqtt=mqtt_connected(), devices=count, ingest=ingest_stats())
 
     @api.get("/devices", response_model=list[DeviceOut])
-    def devices(db: Db, shop: str | None = None) -> list[DeviceOut]:
+    def devices(db: Db, who: Staff, shop: str | None = None) -> list[DeviceOut]:
         query = select(Device).order_by(Device.id)
+        if who.role == SHOP_MANAGER:
+            query = query.where(Device.shop == who.shop_id)
         if shop:
             query = query.where(Device.shop == shop)
         return [device_out(d) for d in db.exec(query)]
 
     @api.get("/devices/{device_id}", response_model=DeviceOut)
-    def device(device_id: str, db: Db) -> DeviceOut:
+    def device(device_id: str, db: Db, who: Staff) -> DeviceOut:
         found = db.get(Device, device_id)
-        if found is None:
+        if found is None or not who.may_see_shop(found.shop):
             raise HTTPException(404, f"no device {device_id!r}")
         return device_out(found)
 
     @api.get("/sales", response_model=list[SaleOut])
     def sales(
         db: Db,
+        who: Staff,
         shop: str | None = None,
         device: str | None = None,
         card: str | None = None,
@@ -119,6 +126,8 @@ def create_app(
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     ) -> list[SaleOut]:
         query = select(Sale).order_by(col(Sale.time).desc(), col(Sale.seq).desc()).limit(limit)
+        if who.role == SHOP_MANAGER:
+            query = query.where(Sale.shop == who.shop_id)
         for column, value in ((Sale.shop, shop), (Sale.device_id, device), (Sale.card_no, card), (Sale.state, state)):
             if value:
                 query = query.where(column == value)
@@ -140,19 +149,25 @@ def create_app(
         return [SaleOut(**s.model_dump(), lines=lines.get((s.device_id, s.seq), [])) for s in found]
 
     @api.get("/cards", response_model=list[CardOut])
-    def cards(db: Db, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[CardOut]:
+    def cards(db: Db, who: Admin, limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[CardOut]:
         return [CardOut(**c.model_dump()) for c in db.exec(select(Card).order_by(Card.card_no).limit(limit))]
 
     @api.get("/cards/{card_no}", response_model=CardOut)
-    def card(card_no: str, db: Db) -> CardOut:
+    def card(card_no: str, db: Db, who: CardReader) -> CardOut:
         found = db.get(Card, card_no)
+        if who.role == MEMBER and card_no != who.card_no:
+            raise HTTPException(403, "a member may look up their own card only")
         if found is None:
             raise HTTPException(404, f"no card {card_no!r} on the hub")
         return CardOut(**found.model_dump())
 
     @api.get("/card-numbers", response_model=list[CardStock])
     def card_numbers(
-        db: Db, state: str | None = "stock", batch: str | None = None, limit: Annotated[int, Query(ge=1, le=10000)] = 1000
+        db: Db,
+        who: Admin,
+        state: str | None = "stock",
+        batch: str | None = None,
+        limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
     ) -> list[CardStock]:
         query = select(CardStock).order_by(CardStock.card_no).limit(limit)
         if state:
@@ -163,7 +178,7 @@ def create_app(
 
     @api.get("/anomalies", response_model=list[Anomaly])
     def anomalies(
-        db: Db, device: str | None = None, code: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
+        db: Db, who: Admin, device: str | None = None, code: str | None = None, limit: Annotated[int, Query(ge=1, le=1000)] = 100
     ) -> list[Anomaly]:
         query = select(Anomaly).order_by(col(Anomaly.id).desc()).limit(limit)
         if device:
@@ -172,28 +187,39 @@ def create_app(
             query = query.where(Anomaly.code == code)
         return list(db.exec(query))
 
-    api.include_router(master_routes(session, actor))
+    api.include_router(master_routes(session, gate))
+    api.include_router(auth_routes(session, gate))
     app.include_router(api)
+    app.include_router(login_pages(gate))
+    install_refusal_pages(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def dashboard(db: Db) -> str:
-        return pages.dashboard(_dashboard_data(db, int(time.time())))
+    def dashboard(db: Db, who: Staff) -> str:
+        return pages.dashboard(_dashboard_data(db, int(clock()), who), who)
 
     return app
 
 
-def _dashboard_data(db: Session, now: int) -> dict[str, Any]:
+def _dashboard_data(db: Session, now: int, who: Principal) -> dict[str, Any]:
     day_start = now - now % 86400
-    today = select(Sale).where(Sale.state == "committed", Sale.time >= day_start)
+    shop = [Sale.shop == who.shop_id] if who.role == SHOP_MANAGER else []
+    today = select(Sale).where(Sale.state == "committed", Sale.time >= day_start, *shop)
     totals = db.exec(
-        select(func.count(), func.coalesce(func.sum(Sale.total), 0)).where(Sale.state == "committed", Sale.time >= day_start)
+        select(func.count(), func.coalesce(func.sum(Sale.total), 0)).where(
+            Sale.state == "committed", Sale.time >= day_start, *shop
+        )
     ).one()
+    devices = select(Device).order_by(Device.id)
+    if who.role == SHOP_MANAGER:
+        devices = devices.where(Device.shop == who.shop_id)
+    # Anomalies are HQ's to look at: they name devices and cards of every shop.
+    admin = who.role == ADMIN
     return {
         "now": now,
-        "devices": [device_out(d) for d in db.exec(select(Device).order_by(Device.id))],
+        "devices": [device_out(d) for d in db.exec(devices)],
         "sales_today": totals[0],
         "turnover_today": totals[1],
         "recent_sales": list(db.exec(today.order_by(col(Sale.time).desc()).limit(20))),
-        "anomalies": list(db.exec(select(Anomaly).order_by(col(Anomaly.id).desc()).limit(20))),
-        "anomaly_count": db.exec(select(func.count()).select_from(Anomaly)).one(),
+        "anomalies": list(db.exec(select(Anomaly).order_by(col(Anomaly.id).desc()).limit(20))) if admin else [],
+        "anomaly_count": db.exec(select(func.count()).select_from(Anomaly)).one() if admin else 0,
     }

@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub import broker as mosquitto
-from hub import cli_master
+from hub import cli_auth, cli_master
 from hub.db import make_engine, migrate
 from hub.models import CardStock, Device, Member
 from hub.settings import Settings
@@ -120,6 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     madd.add_argument("--name", required=True)
     madd.add_argument("--phone", default="")
     cli_master.add_parsers(sub)
+    cli_auth.add_parsers(sub)
     bench = sub.add_parser("bench", help="benchmarks of the hub")
     bsub = bench.add_subparsers(dest="action", required=True)
     ingest = bsub.add_parser("ingest", help="sales/s from simulated devices through the broker into the hub, vs a bare ceiling")
@@ -143,6 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         return _member(args, settings)
     if args.command in cli_master.COMMANDS:
         return cli_master.run(args, open_db(settings))
+    if args.command in cli_auth.COMMANDS:
+        return cli_auth.run(args, open_db(settings))
     if args.command == "broker":
         return _broker(settings)
     if args.command == "bench":

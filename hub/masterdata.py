@@ -52,8 +52,11 @@ class MasterDataError(ValueError):
         self.status = status
 
 
-def _snapshot(row: SQLModel | None) -> dict[str, Any] | None:
-    return None if row is None else row.model_dump()
+SECRETS = {"password_hash", "token_hash"}  # never copied into the audit log
+
+
+def snapshot(row: SQLModel | None) -> dict[str, Any] | None:
+    return None if row is None else row.model_dump(exclude=SECRETS)
 
 
 def audit(db: Session, actor: str, now: int, action: str, row: SQLModel, key: str, before: dict | None) -> None:
@@ -66,7 +69,7 @@ def audit(db: Session, actor: str, now: int, action: str, row: SQLModel, key: st
             entity=type(row).__name__.lower(),
             entity_key=key,
             before=json.dumps(before, sort_keys=True) if before is not None else "",
-            after=json.dumps(row.model_dump(), sort_keys=True),
+            after=json.dumps(snapshot(row), sort_keys=True),
         )
     )
 
@@ -75,7 +78,7 @@ def _upsert(db: Session, actor: str, now: int, model: type[Row], key: dict[str, 
             on_create: dict[str, Any] | None = None) -> Row:
     """Create the row with this primary key, or set its fields; audited either way."""
     row = db.get(model, tuple(key.values())[0])
-    before = _snapshot(row)
+    before = snapshot(row)
     if row is None:
         row = model(**key, **fields, **(on_create or {}))
     else:
@@ -150,7 +153,7 @@ def save_category(db: Session, actor: str, now: int, name: str, category_id: int
         found = db.get(ProductCategory, category_id)
         if found is None:
             raise MasterDataError("no_category", f"no product category {category_id}", 404)
-        category, before = found, _snapshot(found)
+        category, before = found, snapshot(found)
         category.name = name
     db.add(category)
     db.flush()  # the new row's id, for the audit entry
@@ -160,15 +163,29 @@ def save_category(db: Session, actor: str, now: int, name: str, category_id: int
 
 def save_product(
     db: Session, actor: str, now: int, product_id: int, name: str, category_id: int | None = None,
-    discountable: bool = True, active: bool = True,
+    discountable: bool = True, active: bool = True, merchant_id: int | None = None,
 ) -> Product:
-    """Create or change a product; its id is the item number on handhelds and in sale records."""
+    """Create or change a product; its id is the item number on handhelds and in sale records.
+
+    With merchant_id (a merchant acting), only that merchant's own products can change,
+    and a new product becomes its own.
+    """
     _whole(product_id, "product id", 1, MAX_ITEM_ID)
     name = _name(name, "product name", 80)
     if category_id is not None and db.get(ProductCategory, category_id) is None:
         raise MasterDataError("no_category", f"no product category {category_id}", 404)
+    if merchant_id is not None and db.get(Product, product_id) is not None:
+        check_merchant_owns(db, merchant_id, [product_id])
     fields = {"name": name, "category_id": category_id, "discountable": discountable, "active": active}
-    return _upsert(db, actor, now, Product, {"id": product_id}, fields)
+    return _upsert(db, actor, now, Product, {"id": product_id}, fields, on_create={"merchant_id": merchant_id})
+
+
+def check_merchant_owns(db: Session, merchant_id: int, product_ids: list[int]) -> None:
+    """Refuse a merchant's change to any product that is not its own."""
+    for product_id in product_ids:
+        product = db.get(Product, product_id)
+        if product is None or product.merchant_id != merchant_id:
+            raise MasterDataError("not_your_product", f"product {product_id} is not one of this merchant's products", 403)
 
 
 # -- price lists -------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from hub.auth import ADMIN, new_login
 from hub.broker import Broker, free_port
 from hub.cli import add_device, broker_accounts, hub_password, open_db
 from hub.settings import Settings
@@ -32,6 +33,8 @@ class Stack:
         self.broker = Broker(self.folder / "broker", self.settings.mqtt_port)
         self.hub: subprocess.Popen[bytes] | None = None
         self.passwords: dict[str, str] = {}
+        # The scenarios read the API as HQ does: with an admin's token.
+        self.admin_password, self.token = new_login(self.engine, "sim-admin", ADMIN, int(time.time()))
 
     @property
     def url(self) -> str:
@@ -108,9 +111,16 @@ class Stack:
     def __exit__(self, *_exc: object) -> None:
         self.stop()
 
-    def api(self, path: str) -> Any:
-        with urllib.request.urlopen(self.url + path, timeout=5) as response:
-            return json.loads(response.read())
+    def api(self, path: str, body: Any = None, method: str | None = None) -> Any:
+        """GET path (or send body as JSON) as the stack's admin; the decoded answer."""
+        data = None if body is None else json.dumps(body).encode()
+        request = urllib.request.Request(self.url + path, data=data, method=method or ("GET" if data is None else "POST"))
+        request.add_header("Authorization", f"Bearer {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(request, timeout=5) as response:
+            raw = response.read()
+            return json.loads(raw) if raw else None
 
     def log_tail(self, lines: int = 30) -> str:
         path = self.folder / "hub.log"

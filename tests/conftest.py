@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.browser import CHROMIUM, CHROMIUM_ARGS
+
 
 @pytest.fixture(scope="module")
 def pcscd() -> Iterator[Any]:
@@ -49,3 +51,18 @@ def reader(pcscd: Any) -> Iterator[Any]:
 
     with DeskReader(wait_ms=2000) as r:
         yield r
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright, one for the whole run (never `playwright install`)."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.skip(f"{CHROMIUM} missing: run `make setup` (apt-get install chromium)")
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
+        try:
+            yield chromium
+        finally:
+            chromium.close()

@@ -7,6 +7,7 @@ from fastapi.testclient import TestClient
 from sqlmodel import Session
 
 from hub.app import create_app
+from hub.auth import ADMIN, new_login
 from hub.cli import make_card_batch
 from hub.db import make_engine, migrate
 from hub.ingest import Ingestor
@@ -40,7 +41,8 @@ def client(tmp_path_factory):
     ingest = Ingestor(engine)
     ingest.ingest([("hh-api", encode_batch(records))])
     ingest.ingest([("hh-api", encode_batch([rec.encode(dict(rec.decode(records[0]), device="hh-x"))]))])
-    return TestClient(create_app(engine, lambda: True))
+    _password, token = new_login(engine, "hq", ADMIN, 0)
+    return TestClient(create_app(engine, lambda: True), headers={"Authorization": f"Bearer {token}"})
 
 
 def test_health(client):

@@ -5,18 +5,16 @@ its journal, a forged record makes an anomaly; one device is online, one offline
 """
 
 import random
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import uvicorn
-from playwright.sync_api import Browser, Locator, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, expect
 from sqlmodel import Session
 
 from hub.app import create_app
-from hub.broker import free_port
+from hub.auth import ADMIN, new_login
 from hub.db import make_engine, migrate
 from hub.ingest import Ingestor
 from hub.models import Device
@@ -25,22 +23,15 @@ from protocol.pricing import format_money
 from protocol.sync import encode_batch
 from simulator.handheld import VirtualHandheld
 from simulator.shop import PRICE_LIST, master_key, member_card
+from tests.browser import logged_in, needs_chromium, serve
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--disable-quic",
-]
 DAY = 86400
 SALE_TOTAL = 646  # 3.20 + 2 x 1.80 = 6.80, less the tier-1 5 % = 6.46
 SALES_TODAY = 3
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} missing: run `make setup` (apt-get install chromium)")
+pytestmark = needs_chromium
+
+LOGIN: dict[str, str] = {}  # user name -> password, made by the hub_url fixture
 
 
 def _today_time() -> int:
@@ -76,42 +67,17 @@ def hub_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     forged = rec.encode(dict(rec.decode(records[0]), device="hh-x"))  # another device's record on hh-north's topic
     ingest.ingest([("hh-north", encode_batch([forged]))])
 
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(engine, lambda: True), host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, name="dashboard-uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 10
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
-        time.sleep(0.02)
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
-        engine.dispose()
-    assert not thread.is_alive()
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    LOGIN["hq"] = new_login(engine, "hq", ADMIN, 0)[0]
+    with serve(create_app(engine, lambda: True)) as url:
+        yield url
+    engine.dispose()
 
 
 @pytest.fixture
 def page(browser: Browser, hub_url: str) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
-    page = context.new_page()
-    page.goto(hub_url + "/")
-    try:
+    with logged_in(browser, hub_url, "hq", LOGIN["hq"]) as page:
+        page.goto("/")
         yield page
-    finally:
-        context.close()
 
 
 def cells(page: Page, table: str, has_text: str) -> Locator:

@@ -6,6 +6,7 @@ from sqlmodel import Session, select
 
 from hub import masterdata as md
 from hub.app import create_app
+from hub.auth import ADMIN, new_login
 from hub.db import make_engine, migrate
 from hub.models import AuditEntry, PriceList, Product
 from protocol.pricing import PriceList as ProtocolPriceList
@@ -21,7 +22,8 @@ def engine(tmp_path):
 
 @pytest.fixture
 def api(engine):
-    return TestClient(create_app(engine, actor=lambda: "alice"))
+    _password, token = new_login(engine, "alice", ADMIN, 0)
+    return TestClient(create_app(engine), headers={"Authorization": f"Bearer {token}"})
 
 
 def stock_shop(api) -> None:
