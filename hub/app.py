@@ -14,7 +14,7 @@ from sqlmodel import Session, col, select
 from hub import pages
 from hub.api_auth import auth_routes, install_refusal_pages, login_pages
 from hub.api_master import master_routes
-from hub.auth import ADMIN, MEMBER, SHOP_MANAGER, Gate, Principal
+from hub.auth import ADMIN, MEMBER, SHOP_MANAGER, Gate, Principal, document_roles
 from hub.models import Anomaly, Card, CardStock, Device, Sale, SaleLine
 
 
@@ -192,6 +192,7 @@ def create_app(
     app.include_router(api)
     app.include_router(login_pages(gate))
     install_refusal_pages(app)
+    document_roles(app)
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def dashboard(db: Db, who: Staff) -> str:

@@ -12,6 +12,7 @@ import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -292,3 +293,28 @@ def route_roles(app: object) -> list[tuple[str, str, tuple[str, ...]]]:
             for method in sorted(getattr(route, "methods", ())):
                 out.append((method, getattr(ctx, "path", getattr(route, "path", "")), roles))
     return out
+
+
+def document_roles(app: Any) -> None:
+    """Write each API route's roles into the OpenAPI document (x-roles, and a line of its description)."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema: dict[str, Any] = build()
+        for method, path, roles in route_roles(app):
+            operation = schema.get("paths", {}).get(path, {}).get(method.lower())
+            if operation is not None:
+                operation["x-roles"] = list(roles)
+                operation["description"] = (operation.get("description", "") + f"\n\nRoles: {', '.join(roles)}").strip()
+        return schema
+
+    app.openapi = openapi
+
+
+def roles_table(app: Any) -> str:
+    """The routes and pages with their roles, as the Markdown table docs/roles.md holds."""
+    lines = ["| method | path | roles |", "| --- | --- | --- |"]
+    lines += [f"| {m} | `{p}` | {', '.join(r)} |" for m, p, r in sorted(route_roles(app), key=lambda x: (x[1], x[0]))]
+    return "\n".join(lines) + "\n"

@@ -121,6 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     madd.add_argument("--phone", default="")
     cli_master.add_parsers(sub)
     cli_auth.add_parsers(sub)
+    sub.add_parser("roles", help="every API route and page with the roles that may use it (docs/roles.md)")
     bench = sub.add_parser("bench", help="benchmarks of the hub")
     bsub = bench.add_subparsers(dest="action", required=True)
     ingest = bsub.add_parser("ingest", help="sales/s from simulated devices through the broker into the hub, vs a bare ceiling")
@@ -146,6 +147,12 @@ def main(argv: list[str] | None = None) -> int:
         return cli_master.run(args, open_db(settings))
     if args.command in cli_auth.COMMANDS:
         return cli_auth.run(args, open_db(settings))
+    if args.command == "roles":
+        from hub.app import create_app
+        from hub.auth import roles_table
+
+        print(roles_table(create_app(open_db(settings))), end="")
+        return 0
     if args.command == "broker":
         return _broker(settings)
     if args.command == "bench":

@@ -69,6 +69,7 @@ def run_demo(folder: Path, once: bool, pace: float) -> int:
               f"{f['lost']} lost, {f['doubled']} doubled; synced in {took:.2f} s; "
               f"card balances on the hub {'match' if out.checks.get('hub_cards_equal_cards') else 'DO NOT match'} the cards.")
         print(f"Dashboard: {stack.url}/   API: {stack.url}/api/docs")
+        print(f"Log in as sim-admin, password {stack.admin_password} (or send Authorization: Bearer {stack.token})")
         if once:
             return 0 if out.ok else 1
         print("The shop stays open: a sale every few seconds, synced as it happens. Ctrl-C to close.")
