@@ -2,6 +2,10 @@
 
 The handheld holds key B of the application sectors (it must write the purse),
 so it reads and writes with key B: one authentication per sector.
+
+The identity has one copy: a card pulled away between its data blocks and its MAC
+block fails its MAC. The service remembers the identity it last set out to write,
+and a card that comes back torn that way is finished with it (docs/protocol.md, 8).
 """
 
 from firmware.reader import AuthFailed, CardLost
@@ -16,6 +20,7 @@ class CardService:
         self.reader = reader
         self.master = master_key
         self._authed = -1  # sector the card is authenticated for, -1 for none
+        self.intent = None  # type: tuple | None  # (uid, identity blocks) of an identity write not yet read back
 
     def present(self) -> bytes | None:
         """Select the card in the field; its UID or None."""
@@ -40,7 +45,19 @@ class CardService:
             ident_blocks = self._read(uid, layout.IDENTITY_BLOCKS)
         except AuthFailed:
             raise self._classify_foreign(uid)
-        ident = layout.decode_identity(self.master, uid, ident_blocks)
+        intent = self.intent
+        if intent is not None and intent[0] != uid:
+            intent = None
+        try:
+            ident = layout.decode_identity(self.master, uid, ident_blocks)
+        except layout.BadMac:
+            if intent is None:
+                raise
+            self._write(uid, layout.IDENTITY_BLOCKS, intent[1])
+            ident = layout.decode_identity(self.master, uid, intent[1])
+        if intent is not None:
+            self.intent = None  # whole again: a later tear is someone else's, never finished with this
+
         copies = {}
         torn = []
         for copy in ("A", "B"):
@@ -72,17 +89,29 @@ class CardService:
             return layout.BlankCard("blank card: not issued yet")
         return layout.UnknownCard("card with transport keys but foreign data")
 
+    def _write(self, uid: bytes, blocks, data: list) -> None:
+        """Write blocks of one sector in order (the MAC block last), then read them back."""
+        self._auth(uid, mifare.sector_of(blocks[0]))
+        for i in range(len(blocks)):
+            self.reader.write_block(blocks[i], data[i])
+        if [self.reader.read_block(b) for b in blocks] != data:
+            raise CardLost("card did not read back as written")
+
     def write_purse(self, card: dict, purse: dict) -> None:
         """Write purse into the older copy, then read it back; CardLost when it did not stick."""
         uid = card["uid"]
         copy = card["write_copy"]
-        blocks = layout.PURSE_BLOCKS[copy]
         data = layout.encode_purse(self.master, uid, card["ident"]["card_no"], copy, purse)
-        self._auth(uid, mifare.sector_of(blocks[0]))
-        for i in range(2):
-            self.reader.write_block(blocks[i], data[i])
-        if [self.reader.read_block(b) for b in blocks] != data:
-            raise CardLost("purse did not read back as written")
+        self._write(uid, layout.PURSE_BLOCKS[copy], data)
+
+    def write_identity(self, card: dict, ident: dict) -> None:
+        """Write a new identity (blocked flag, tier, actions applied): header, member, MAC; then read it back."""
+        uid = card["uid"]
+        data = layout.encode_identity(self.master, uid, ident)
+        self.intent = (uid, data)
+        self._write(uid, layout.IDENTITY_BLOCKS, data)
+        self.intent = None
+        card["ident"] = ident
 
     def issue(self, uid: bytes, ident: dict, balance: int, points: int) -> None:
         """Personalise a factory-blank card in the field (the transport key opens it)."""

@@ -42,7 +42,7 @@ class Journal:
         self.end = 0  # byte length of the valid journal
         self.acked_offset = 0  # where the first record after the acknowledged ones starts
         self.generation = 0  # bumped when compaction moves records (offsets change)
-        self.pending_sales = {}  # type: dict[int, dict]
+        self.pending_sales = {}  # type: dict[int, dict]  # sales and card actions without an outcome yet
         self.bytes_written = 0
 
     def open(self) -> list:
@@ -117,7 +117,7 @@ class Journal:
     def _index(self, record: dict) -> None:
         if record["seq"] >= self.next_seq:
             self.next_seq = record["seq"] + 1
-        if record["kind"] == "sale":
+        if record["kind"] in ("sale", "action"):  # both wait for their outcome
             self.pending_sales[record["seq"]] = record
         elif record["kind"] == "outcome":
             self.pending_sales.pop(record["ref"], None)

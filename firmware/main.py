@@ -91,13 +91,8 @@ class Handheld:
         if config.get("mqtt_password"):
             terminal = self.terminal
             self.sync = SyncLoop(
-                terminal.outbox,
-                self.network,
-                self.clock,
-                config,
-                lambda: {"firmware": FIRMWARE_VERSION, "prices": terminal.price_list.version if terminal.price_list else 0},
-                board.random,
-                terminal.event,
+                terminal.outbox, self.network, self.clock, config, terminal.status, board.random, terminal.event,
+                terminal.downlink,
             )
         self.ntp_host = config.get("ntp_host", "pool.ntp.org")
         now = self.clock.ticks_ms()

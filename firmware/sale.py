@@ -3,7 +3,9 @@
 idle -> card_read -> items -> confirm -> card_written -> journaled -> receipt
 The sale record is journaled (pending) on the way from confirm to card_written,
 before the card is touched; its outcome is journaled after. A card pulled away
-mid-write leaves the sale unfinished until the card is tapped again.
+mid-write leaves the sale unfinished until the card is tapped again. Card actions
+from HQ are applied the same way (record, card write, outcome) right after the
+card is read, before the sale goes on.
 """
 
 IDLE = "idle"
@@ -20,7 +22,7 @@ ERROR = "error"
 # state -> {event: next state}. Anything else is refused, never guessed.
 TRANSITIONS = {
     IDLE: {"card": CARD_READ},
-    CARD_READ: {"read_ok": ITEMS, "refused": ERROR, "resolved": RECEIPT},
+    CARD_READ: {"read_ok": ITEMS, "refused": ERROR, "resolved": RECEIPT, "card_lost": UNFINISHED},
     ITEMS: {"add": ITEMS, "remove": ITEMS, "bad_item": ITEMS, "ok": CONFIRM, "cancel": CANCELLED},
     CONFIRM: {"toggle": CONFIRM, "back": ITEMS, "written": CARD_WRITTEN, "card_lost": UNFINISHED, "refused": ERROR},
     CARD_WRITTEN: {"journaled": JOURNALED},
@@ -105,6 +107,14 @@ def purse_after(sale: dict, tag: int) -> dict:
     }
 
 
+def wrote_purse(card: dict, purse: dict) -> None:
+    """The card as it is after purse went into its older copy (the other copy is written next)."""
+    copy = card["write_copy"]
+    card["copies"][copy] = purse
+    card["purse"] = purse
+    card["write_copy"] = "A" if copy == "B" else "B"
+
+
 def resolve(sale: dict, card: dict, tag: int) -> str | None:
     """Did a pending sale's card write land? 'committed', 'voided', or None when unknowable here.
 
@@ -118,3 +128,50 @@ def resolve(sale: dict, card: dict, tag: int) -> str | None:
     if card["purse"]["counter"] == sale["counter_before"]:
         return "voided"
     return None
+
+
+def action_record(card: dict, action: list) -> dict | None:
+    """The record of a card action [id, card, number, kind, amount, points, tier]; None when the card cannot take it.
+
+    A tier change writes the identity only (counter unchanged); a top-up or a
+    transfer writes the identity, then the purse (counter + 1).
+    """
+    purse = card["purse"]
+    kind = action[3]
+    money = kind != "tier"
+    balance = purse["balance"] + (action[4] if money else 0)
+    points = purse["points"] + (action[5] if money else 0)
+    if balance < 0 or balance > 0x7FFFFFFF or points < 0 or points > 0xFFFFFFFF:
+        return None
+    return {
+        "kind": "action",
+        "card_no": card["ident"]["card_no"],
+        "uid": card["uid"].hex(),
+        "act": kind,
+        "action": action[0],
+        "number": action[2],
+        "amount": action[4] if money else 0,
+        "points": action[5] if money else 0,
+        "tier": action[6] if kind == "tier" else card["ident"]["tier"],
+        "counter_before": purse["counter"],
+        "counter_after": purse["counter"] + (1 if money else 0),
+        "balance_after": balance,
+        "points_after": points,
+    }
+
+
+def resolve_action(act: dict, card: dict, tag: int) -> str | None:
+    """Did a pending card action land? 'committed', 'voided', 'finish' (write its purse now), or None (unknowable).
+
+    The identity (with the action's number) is written before the purse: a card
+    whose identity is below the number holds nothing of it. One at the number
+    whose newest purse is still at counter_before lacks only the purse write.
+    """
+    if card["ident"]["actions"] < act["number"]:
+        return "voided"
+    if act["counter_after"] == act["counter_before"]:
+        return "committed"
+    result = resolve(act, card, tag)
+    if result == "voided":
+        return "finish" if card["purse"]["counter"] == act["counter_before"] else None
+    return result

@@ -49,7 +49,10 @@ def render(state: str, ctx: dict, info: dict) -> list:
     elif state == sale.CANCELLED:
         lines = ["Sale cancelled", "", "Press any key"]
     else:
-        lines = ["Error", ctx.get("error", "")[:WIDTH], ctx.get("error", "")[WIDTH : 2 * WIDTH], "Press any key"]
+        error = ctx.get("error", "")
+        # A message with a line break is laid out by its author ("Card blocked:\nreported lost").
+        said = error.split("\n") if "\n" in error else [error[:WIDTH], error[WIDTH : 2 * WIDTH]]
+        lines = ["Error"] + said[:2] + ["Press any key"]
     return [_fit(line) for line in lines]
 
 

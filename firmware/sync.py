@@ -3,6 +3,8 @@
 It never blocks the sale flow: step() does a little and returns. Records stay in
 the journal until the hub acknowledges them (cumulatively); after a silence or a
 reconnect the unacknowledged ones are sent again, and the hub drops duplicates.
+Downlinks (price list, hotlist, card actions) go to on_down; when one moves a
+version, the status is published again so the hub knows what the device holds.
 """
 
 from firmware.mqtt import MQTTBusy, MQTTClient, MQTTConnectError, MQTTError
@@ -34,12 +36,13 @@ def next_backoff(backoff_ms: int, jitter: float) -> int:
 class SyncLoop:
     """One device's sync session; call step() from the main loop."""
 
-    def __init__(self, outbox, network, clock, config: dict, status, random_fn, on_event=None):
+    def __init__(self, outbox, network, clock, config: dict, status, random_fn, on_event=None, on_down=None):
         self.outbox = outbox
         self.journal = outbox.journal
         self.clock = clock
         self.device_id = config["device_id"]
-        self.status = status  # () -> dict: firmware, price list version, ...
+        self.status = status  # () -> dict: firmware, the downlink versions held
+        self.on_down = on_down  # (topic, payload) -> bool: take a downlink; True when a version moved
         self.random = random_fn  # () -> float in [0, 1); randomness is passed in
         self.on_event = on_event  # (code, message) -> None: journal an event
         self.client = MQTTClient(
@@ -60,6 +63,7 @@ class SyncLoop:
         self.ack_at = clock.ticks_ms()
         self.refused = ""
         self.sent_messages = 0
+        self.announce = False  # a downlink moved a version: publish the status again
 
     def go(self, event: str) -> None:
         self.state = TRANSITIONS[self.state][event]
@@ -90,11 +94,7 @@ class SyncLoop:
         try:
             self.client.connect(clean_session=False, will=will)
             self.client.subscribe([("terminals/%s/down/#" % self.device_id, 1)])
-            birth = self.status()
-            birth.update(
-                {"online": True, "device": self.device_id, "head": self.journal.next_seq - 1, "acked": self.journal.acked}
-            )
-            self.client.publish(status_topic(self.device_id), encode_status(birth), qos=1, retain=True)
+            self._announce()
         except MQTTConnectError as exc:
             # Wrong password or a device the hub removed: say so once, keep selling offline.
             if self.refused != str(exc) and self.on_event:
@@ -114,10 +114,21 @@ class SyncLoop:
         self.ack_at = now
         self.go("connected")
 
+    def _announce(self) -> None:
+        """Publish the retained status: online, journal head, what the device runs and holds."""
+        birth = self.status()
+        birth.update({"online": True, "device": self.device_id, "head": self.journal.next_seq - 1, "acked": self.journal.acked})
+        self.client.publish(status_topic(self.device_id), encode_status(birth), qos=1, retain=True)
+
     def _exchange(self, now: int) -> None:
         for topic, payload, _retain in self.client.poll(0):
             if topic == ack_topic(self.device_id):
                 self._ack(payload, now)
+            elif self.on_down is not None and self.on_down(topic, payload):
+                self.announce = True
+        if self.announce and self.client.inflight < WINDOW:
+            self.announce = False
+            self._announce()
         if self.outbox.sent_seq > self.journal.acked and now - self.ack_at > ACK_TIMEOUT_MS:
             self.outbox.rewind()
             self.ack_at = now

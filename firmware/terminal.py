@@ -1,19 +1,23 @@
 """The handheld application: runs the sale flow against the HAL, one poll at a time.
 
 All decisions are in sale.py, protocol/ and screens.py; this module reads keys
-and cards, writes the journal and the card, and shows screens.
+and cards, writes the journal and the card, and shows screens. What the hub sends
+down (a new price list, hotlist changes, card actions) comes in through downlink().
 """
 
 import json
 
 from firmware import sale, screens
 from firmware.cardservice import CardService
+from firmware.downlinks import Downlinks
 from firmware.journal import Journal
 from firmware.outbox import Outbox
 from firmware.reader import ReaderError
 from firmware.version import FIRMWARE_VERSION
 from protocol import card as layout
+from protocol import downlink as dl
 from protocol.pricing import PriceList, PricingError, quote, settle
+from protocol.sync import SyncError
 
 PRICES = "prices.json"
 CONFIG = "config.json"
@@ -48,6 +52,7 @@ class Terminal:
         self.outbox = Outbox(self.journal)
         self.cards = CardService(reader, bytes.fromhex(config["master_key"]))
         self.price_list = None  # type: PriceList | None
+        self.downlinks = Downlinks(flash)
         self.state = sale.IDLE
         self.ctx = {}  # type: dict
         self.last_uid = None  # type: bytes | None
@@ -61,6 +66,7 @@ class Terminal:
         for code, message in self.journal.open():
             self.event(code, message)
         self._load_prices()
+        self.downlinks.load()
         self._start_reader()
         if self.journal.pending_sales:
             self.notice = "Unfinished sale: tap"
@@ -83,11 +89,36 @@ class Terminal:
         except ReaderError as exc:
             self._reader_fault(exc)
 
-    def prices(self) -> PriceList:
-        """The price list in force; a sale never starts without one."""
-        if self.price_list is None:
-            raise PricingError("no_price_list", "no price list on this handheld")
-        return self.price_list
+    def status(self) -> dict:
+        """What the handheld runs, for its status message: firmware and the downlink versions it holds."""
+        d = self.downlinks
+        return {
+            "firmware": FIRMWARE_VERSION,
+            "prices": self.price_list.version if self.price_list else 0,
+            "hotlist": d.hotlist_version,
+            "actions": d.actions_version,
+        }
+
+    def downlink(self, topic: str, payload: bytes) -> bool:
+        """Take a message from the hub; True when a version moved. A bad one is an event and changes nothing."""
+        kind = dl.kind_of(topic)
+        try:
+            if kind == dl.PRICES:
+                prices = dl.decode_prices(payload)
+                if self.price_list is not None and prices.version <= self.price_list.version:
+                    return False
+                self.flash.replace(PRICES, payload)  # atomically: a cut leaves the old list or the new one
+                self.price_list = prices  # a sale under way keeps the list it started with
+                if self.state == sale.IDLE:
+                    self.show()
+                return True
+            if kind:
+                return self.downlinks.take(kind, payload)
+        except SyncError as exc:
+            self.event("bad_downlink", str(exc))
+        except OSError as exc:
+            self.event("downlink_not_stored", "%s: %s" % (kind, exc))
+        return False
 
     def _reader_fault(self, exc: Exception) -> None:
         # Journal a fault once when it starts, not on every poll while it lasts.
@@ -173,20 +204,106 @@ class Terminal:
             return
         if card["torn"]:
             self.event("torn_purse", "purse copy %s was torn; copy %s used" % (card["torn"][0], card["write_copy"]), uid)
-        if self._resolve_pending(card):
+        if self._resolve_pending(card) or self._blocked(card):
+            return
+        message = self._apply_actions(card)
+        if message is None:
             return
         if self.price_list is None:
             self.refuse("No price list: sync first")
             return
         self.ctx = {
             "card": card,
+            "prices": self.price_list,
             "lines": [],
             "entry": "",
+            "message": message,
             "redeem": False,
             "use_stored_value": True,
             "tier_name": self.price_list.tier_name(card["ident"]["tier"]),
         }
         self.go("read_ok")
+
+    def _blocked(self, card: dict) -> bool:
+        """Refuse a hotlisted card and mark it blocked on the card; True when refused."""
+        ident = card["ident"]
+        uid = card["uid"]
+        reason = self.downlinks.hotlist.get(ident["card_no"])
+        if reason:
+            self.event("card_hotlisted", "card %s is on the hotlist: %s" % (ident["card_no"], reason), uid)
+            if not ident["blocked"]:
+                self._mark(card, True)  # refused all the same if the card leaves first
+            self.refuse("Card blocked:\n%s" % ("reported lost" if reason == "lost" else reason))
+            return True
+        if not ident["blocked"]:
+            return False
+        if reason == "":  # HQ took it off the hotlist after a handheld blocked it
+            self.event("card_unblocked", "card %s is off the hotlist" % ident["card_no"], uid)
+            if self._mark(card, False):
+                return False
+            self.refuse("Card read failed, tap again")
+            self.last_uid = None
+            return True
+        self.event("card_blocked", "card %s is marked blocked" % ident["card_no"], uid)
+        self.refuse("Card blocked:\nsee HQ")
+        return True
+
+    def _mark(self, card: dict, blocked: bool) -> bool:
+        """Set or clear the card's blocked flag; False (and an event) when the card left."""
+        ident = dict(card["ident"])
+        ident["blocked"] = blocked
+        try:
+            self.cards.write_identity(card, ident)
+            return True
+        except ReaderError as exc:
+            self.event("card_lost", "marking the card: %s" % exc, card["uid"])
+            return False
+
+    def _apply_actions(self, card: dict) -> str | None:
+        """Write HQ's pending actions for this card (record, card, outcome); a note for staff, None when the card left."""
+        note = ""
+        for action in self.downlinks.due(card["ident"]["card_no"], card["ident"]["actions"]):
+            record = sale.action_record(card, action)
+            if record is None:
+                self.event("bad_action", "action %d does not fit the card's purse" % action[0], card["uid"])
+                self.downlinks.done(action)
+                continue
+            try:
+                self.journal.append(record, self.clock.time())
+            except OSError:
+                return note  # flash full: the action waits, the sale refuses on its own
+            ident = dict(card["ident"])
+            ident["actions"] = record["number"]
+            ident["tier"] = record["tier"]
+            try:
+                # The number first: no handheld applies the action again, even if the purse write is cut.
+                self.cards.write_identity(card, ident)
+                if record["counter_after"] != record["counter_before"] and not self._write_action_purse(card, record):
+                    return None
+            except ReaderError as exc:
+                self._card_lost(card, record, exc)
+                return None
+            self._settle(record, "committed", "")
+            self.downlinks.done(action)
+            note = "Card updated by HQ"
+        return note
+
+    def _write_action_purse(self, card: dict, record: dict) -> bool:
+        purse = sale.purse_after(record, layout.txn_tag(self.device_id, record["seq"]))
+        try:
+            self.cards.write_purse(card, purse)
+        except ReaderError as exc:
+            self._card_lost(card, record, exc)
+            return False
+        sale.wrote_purse(card, purse)
+        return True
+
+    def _card_lost(self, card: dict, record: dict, exc: Exception) -> None:
+        """The card left during a write: whether it landed is known when the card is back."""
+        self.event("card_lost", "%s %d: %s" % (record["kind"], record["seq"], exc), card["uid"])
+        self.ctx = {"card": card, "pending": record}
+        self.last_uid = None
+        self.go("card_lost")
 
     def _resolve_pending(self, card: dict) -> bool:
         """Finish sales a power cut or a pulled card left open; True when one was shown."""
@@ -195,7 +312,17 @@ class Terminal:
             pending = self.journal.pending_sales[seq]
             if pending["card_no"] != card["ident"]["card_no"]:
                 continue
-            result = sale.resolve(pending, card, layout.txn_tag(self.device_id, seq))
+            tag = layout.txn_tag(self.device_id, seq)
+            if pending["kind"] == "action":
+                # Settled quietly: the flow goes on and applies whatever is still due.
+                result = sale.resolve_action(pending, card, tag)
+                if result == "finish":
+                    if not self._write_action_purse(card, pending):
+                        return True
+                    result = "committed"
+                self._settle(pending, result or "unknown", "resolved on re-tap" if result else "card used elsewhere since")
+                continue
+            result = sale.resolve(pending, card, tag)
             if result is None:
                 self._settle(pending, "unknown", "card used elsewhere since: left to the hub")
                 continue
@@ -232,6 +359,8 @@ class Terminal:
             return
         if not self._resolve_pending(card):
             self.go("abandon")
+            if pending["kind"] == "action":
+                self.last_uid = None  # the card is read again at the next poll and its sale goes on
 
     # -- keys ----------------------------------------------------------------------
 
@@ -276,7 +405,7 @@ class Terminal:
         try:
             item_id, qty = sale.parse_entry(entry)
             lines = sale.add_line(ctx["lines"], item_id, qty)
-            ctx["subtotal"] = quote(self.prices(), lines, ctx["card"]["ident"]["tier"])["subtotal"]
+            ctx["subtotal"] = quote(ctx["prices"], lines, ctx["card"]["ident"]["tier"])["subtotal"]
         except (ValueError, PricingError) as exc:
             code = getattr(exc, "code", "bad_entry")
             ctx["message"] = "Unknown item %s" % entry if code == "unknown_item" else "Bad entry %s" % entry
@@ -292,11 +421,11 @@ class Terminal:
             ctx["subtotal"] = 0
             return
         purse = ctx["card"]["purse"]
-        ctx["quote"] = quote(self.prices(), ctx["lines"], ctx["card"]["ident"]["tier"])
+        ctx["quote"] = quote(ctx["prices"], ctx["lines"], ctx["card"]["ident"]["tier"])
         ctx["subtotal"] = ctx["quote"]["subtotal"]
         redeem = purse["points"] if ctx["redeem"] else 0
         ctx["split"] = settle(
-            self.prices(), ctx["quote"]["total"], purse["balance"], purse["points"], redeem, ctx["use_stored_value"]
+            ctx["prices"], ctx["quote"]["total"], purse["balance"], purse["points"], redeem, ctx["use_stored_value"]
         )
 
     def _confirm_key(self, key: str) -> None:
@@ -319,7 +448,8 @@ class Terminal:
         """Journal the sale, write the card, journal the outcome, show the receipt."""
         ctx = self.ctx
         card = ctx["card"]
-        record = sale.sale_record(card, ctx["quote"], ctx["split"], self.prices().version, FIRMWARE_VERSION)
+        # The version of the list this sale was priced with, even if a newer one arrived meanwhile.
+        record = sale.sale_record(card, ctx["quote"], ctx["split"], ctx["prices"].version, FIRMWARE_VERSION)
         try:
             self.journal.append(record, self.clock.time())
         except OSError as exc:
@@ -329,11 +459,7 @@ class Terminal:
         try:
             self.cards.write_purse(card, sale.purse_after(record, tag))
         except ReaderError as exc:
-            # Whether the write landed is unknown until the card is back.
-            self.event("card_lost", "sale %d: %s" % (record["seq"], exc), card["uid"])
-            ctx["pending"] = record
-            self.last_uid = None
-            self.go("card_lost")
+            self._card_lost(card, record, exc)
             return
         self.go("written")
         self._settle(record, "committed", "")

@@ -13,9 +13,15 @@ from sqlmodel import Session, col, select
 
 from hub import pages
 from hub.api_auth import auth_routes, install_refusal_pages, login_pages
+from hub.api_cards import card_routes
 from hub.api_master import master_routes
+from hub.api_members import member_routes
 from hub.auth import ADMIN, MEMBER, SHOP_MANAGER, Gate, Principal, document_roles
+from hub.downlinks import Latest, behind, latest_versions
 from hub.models import Anomaly, Card, CardStock, Device, Sale, SaleLine
+from hub.web_cards import card_pages
+from hub.web_master import master_pages
+from hub.web_members import members_pages
 
 
 class DeviceOut(BaseModel):
@@ -28,6 +34,10 @@ class DeviceOut(BaseModel):
     head_seq: int
     backlog: int
     last_seen: int
+    prices_version: int = 0  # the downlink versions the device says it holds
+    hotlist_version: int = 0
+    actions_version: int = 0
+    behind: dict[str, list[int]] = {}  # downlink -> [held, newest], for those it lacks the newest of
 
 
 class SaleOut(BaseModel):
@@ -43,6 +53,7 @@ class SaleOut(BaseModel):
     points_earned: int
     points_redeemed: int
     counter_after: int
+    price_list_version: int = 0
     lines: list[dict[str, int]] = []
 
 
@@ -65,10 +76,11 @@ class Health(BaseModel):
     ingest: dict[str, int] = {}  # since this hub process started: messages, duplicates dropped, ...
 
 
-def device_out(d: Device) -> DeviceOut:
+def device_out(d: Device, latest: Latest | None = None) -> DeviceOut:
     # The backlog is what the device says it holds beyond what the hub committed.
     head = max(d.head_seq, d.last_seq)
-    return DeviceOut(**d.model_dump(exclude={"password_hash", "created", "prices_version"}), backlog=max(0, head - d.acked_seq))
+    lag = behind(d, latest) if latest is not None else {}
+    return DeviceOut(**d.model_dump(exclude={"password_hash", "created"}), backlog=max(0, head - d.acked_seq), behind=lag)
 
 
 def create_app(
@@ -104,14 +116,15 @@ def create_app(
             query = query.where(Device.shop == who.shop_id)
         if shop:
             query = query.where(Device.shop == shop)
-        return [device_out(d) for d in db.exec(query)]
+        latest = latest_versions(db)
+        return [device_out(d, latest) for d in db.exec(query)]
 
     @api.get("/devices/{device_id}", response_model=DeviceOut)
     def device(device_id: str, db: Db, who: Staff) -> DeviceOut:
         found = db.get(Device, device_id)
         if found is None or not who.may_see_shop(found.shop):
             raise HTTPException(404, f"no device {device_id!r}")
-        return device_out(found)
+        return device_out(found, latest_versions(db))
 
     @api.get("/sales", response_model=list[SaleOut])
     def sales(
@@ -189,8 +202,13 @@ def create_app(
 
     api.include_router(master_routes(session, gate))
     api.include_router(auth_routes(session, gate))
+    api.include_router(card_routes(session, gate))
+    api.include_router(member_routes(session, gate))
     app.include_router(api)
     app.include_router(login_pages(gate))
+    app.include_router(card_pages(session, gate))
+    app.include_router(members_pages(session, gate))
+    app.include_router(master_pages(session, gate))
     install_refusal_pages(app)
     document_roles(app)
 
@@ -213,11 +231,12 @@ def _dashboard_data(db: Session, now: int, who: Principal) -> dict[str, Any]:
     devices = select(Device).order_by(Device.id)
     if who.role == SHOP_MANAGER:
         devices = devices.where(Device.shop == who.shop_id)
+    latest = latest_versions(db)
     # Anomalies are HQ's to look at: they name devices and cards of every shop.
     admin = who.role == ADMIN
     return {
         "now": now,
-        "devices": [device_out(d) for d in db.exec(devices)],
+        "devices": [device_out(d, latest) for d in db.exec(devices)],
         "sales_today": totals[0],
         "turnover_today": totals[1],
         "recent_sales": list(db.exec(today.order_by(col(Sale.time).desc()).limit(20))),

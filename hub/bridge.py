@@ -5,6 +5,10 @@ batches, commits them through the Ingestor, then acknowledges to the devices
 and (manual acks) to the broker. A message the hub dies with is redelivered by
 the broker, and in any case by the device, which keeps every record until the
 hub acknowledges it.
+
+A second thread sends the downlinks (hub.downlinks): every second, and at once when
+a device's status arrives, each online device that is behind on its shop's price
+list, the hotlist or the card actions gets what it lacks. It never holds up ingest.
 """
 
 from __future__ import annotations
@@ -21,14 +25,23 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select, update
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, col
+from sqlmodel import select as select_rows
 
+from hub import downlinks
 from hub.ingest import DEVICES, Ingestor
+from hub.models import Device
+from protocol import downlink as dl
 from protocol.sync import HUB_STATUS_TOPIC, SyncError, ack_topic, device_of, encode_ack
 
 log = logging.getLogger("hub.bridge")
 
 RECORDS = "terminals/+/up/records"
 STATUS = "terminals/+/up/status"
+DOWNLINK_POLL_S = 1.0  # how often the hub looks for new versions HQ made
+RESEND_S = 30.0  # a downlink the device has not confirmed (by its status) after this long goes again
+STATUS_VERSIONS = (("firmware", "firmware"), ("head", "head_seq"), ("prices", "prices_version"),
+                   ("hotlist", "hotlist_version"), ("actions", "actions_version"))
 
 
 @dataclass
@@ -44,6 +57,7 @@ class BridgeStats:
     connected: bool = False
     last_error: str = ""
     acks_sent: dict[str, int] = field(default_factory=dict)
+    downlinks_sent: int = 0
 
 
 class Bridge:
@@ -74,7 +88,11 @@ class Bridge:
         self.client.on_message = lambda _c, _u, msg: self.queue.put(msg)
         self.host, self.port = host, port
         self._worker = threading.Thread(target=self._work, name="hub-ingest", daemon=True)
+        self._sender = threading.Thread(target=self._send_downlinks, name="hub-downlinks", daemon=True)
+        self._wake = threading.Event()
         self._stopping = threading.Event()
+        # (device, kind) -> (version sent up to, when): what went out and is not confirmed yet
+        self.sent: dict[tuple[str, str], tuple[int, float]] = {}
 
     def counters(self) -> dict[str, int]:
         """The ingest counters for the health endpoint."""
@@ -94,12 +112,15 @@ class Bridge:
         self.client.connect_async(self.host, self.port, keepalive=30)
         self.client.loop_start()
         self._worker.start()
+        self._sender.start()
 
     def stop(self) -> None:
         """Say the hub is offline, finish the batch at hand, disconnect."""
         self._stopping.set()
         self.queue.put(None)
+        self._wake.set()
         self._worker.join(timeout=10)
+        self._sender.join(timeout=10)
         if self.stats.connected:
             self.client.publish(HUB_STATUS_TOPIC, json.dumps({"online": False}), qos=1, retain=True).wait_for_publish(2)
         self.client.disconnect()
@@ -184,12 +205,50 @@ class Bridge:
             self.ingestor.anomaly("bad_status", f"unreadable status {payload[:60]!r}", device_id)
             return
         values: dict[str, object] = {"online": online, "last_seen": self.now()}
-        for key, column in (("firmware", "firmware"), ("head", "head_seq"), ("prices", "prices_version")):
-            if key in status:
-                values[column] = status[key]
+        for key, column in STATUS_VERSIONS:
+            value = status.get(key)
+            if (type(value) is str) if key == "firmware" else (type(value) is int and value >= 0):
+                values[column] = value
         with self.engine.begin() as conn:
             found = conn.execute(update(DEVICES).where(DEVICES.c.id == device_id).values(**values)).rowcount
             acked = conn.execute(select(DEVICES.c.acked_seq).where(DEVICES.c.id == device_id)).scalar()
         if found and online:
             # A device that lost our last ack (or its journal state) learns where the hub is.
             self.client.publish(ack_topic(device_id), encode_ack(acked or 0), qos=1)
+            self._wake.set()  # and what it lacks of the downlinks, without waiting for the next look
+
+    # -- downlinks -------------------------------------------------------------------
+
+    def _send_downlinks(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(DOWNLINK_POLL_S)
+            self._wake.clear()
+            if self._stopping.is_set() or not self.stats.connected:
+                continue
+            try:
+                self.push_downlinks()
+            except Exception as exc:  # the sender must outlive a bad moment of the database
+                self.stats.last_error = f"downlinks: {type(exc).__name__}: {exc}"
+                log.exception("sending downlinks failed; trying again in a second")
+
+    def push_downlinks(self) -> int:
+        """Publish to each online device what it lacks; the number of messages sent."""
+        now = time.monotonic()
+        out: list[tuple[str, str, bytes]] = []
+        with Session(self.engine) as db:
+            latest = downlinks.latest_versions(db)
+            for device in db.exec(select_rows(Device).where(col(Device.online).is_(True))):
+                for kind, (have, newest) in downlinks.behind(device, latest).items():
+                    sent = self.sent.get((device.id, kind))
+                    fresh = sent is not None and now - sent[1] < RESEND_S
+                    if fresh and sent is not None and sent[0] >= newest:
+                        continue  # on its way; the device's next status says it arrived
+                    # From what was just sent, if that is recent: the device is taking it already.
+                    base = max(have, sent[0]) if fresh and sent is not None and kind != dl.PRICES else have
+                    for _to, payload in downlinks.messages(db, device, kind, base, newest):
+                        out.append((device.id, kind, payload))
+                    self.sent[(device.id, kind)] = (newest, now)
+        for device_id, kind, payload in out:
+            self.client.publish(dl.topic(device_id, kind), payload, qos=1)
+        self.stats.downlinks_sent += len(out)
+        return len(out)

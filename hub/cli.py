@@ -11,14 +11,14 @@ import threading
 import time
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session, col, select
+from sqlmodel import Session, select
 
 from hub import broker as mosquitto
-from hub import cli_auth, cli_master
+from hub import cli_auth, cli_cards, cli_master, cli_members
+from hub.cli_cards import make_card_batch  # noqa: F401  (scripts and tests import it from here)
 from hub.db import make_engine, migrate
-from hub.models import CardStock, Device, Member
+from hub.models import Device
 from hub.settings import Settings
-from protocol import cardno
 
 BROKER_PID = "hub-broker.pid"
 
@@ -61,21 +61,6 @@ def open_db(settings: Settings) -> Engine:
     return engine
 
 
-def make_card_batch(engine: Engine, prefix: str, start: int, count: int, now: int) -> list[str]:
-    """Put count sequential card numbers into stock as one batch; all of them or, on any clash, none."""
-    numbers = cardno.batch(prefix, start, count)
-    label = f"{prefix}:{start}+{count}@{now}"
-    with Session(engine) as db:
-        taken: list[str] = []
-        for i in range(0, len(numbers), 500):
-            taken += db.exec(select(CardStock.card_no).where(col(CardStock.card_no).in_(numbers[i : i + 500]))).all()
-        if taken:
-            raise ValueError(f"{len(taken)} of these card numbers exist already (first {taken[0]}); nothing was added")
-        db.add_all([CardStock(card_no=n, batch=label, created=now) for n in numbers])
-        db.commit()
-    return numbers
-
-
 def add_device(engine: Engine, device_id: str, shop: str, now: int) -> str:
     """Register a device; its new password (only its hash is kept)."""
     mosquitto.check_username(device_id)
@@ -102,25 +87,10 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("id")
     add.add_argument("--shop", required=True)
     dsub.add_parser("list", help="the registered handhelds and their sync state")
-    card = sub.add_parser("card", help="member card numbers and cards")
-    csub = card.add_subparsers(dest="action", required=True)
-    batch = csub.add_parser("batch", help="make a run of sequential card numbers (with a Luhn check digit) as stock")
-    batch.add_argument("--prefix", required=True, help="leading digits, e.g. 9000")
-    batch.add_argument("--count", type=int, required=True)
-    batch.add_argument("--start", type=int, default=1, help="first serial after the prefix (default 1)")
-    issue = csub.add_parser("issue", help="write a blank card on the desk reader for a member (next stock number)")
-    issue.add_argument("--member", type=int, required=True)
-    issue.add_argument("--reader", help="PC/SC reader name (default: the first one)")
-    issue.add_argument("--balance", type=int, default=0, help="opening stored value in cents")
-    issue.add_argument("--points", type=int, default=0)
-    issue.add_argument("--tier", type=int, default=0)
-    member = sub.add_parser("member", help="members")
-    msub = member.add_subparsers(dest="action", required=True)
-    madd = msub.add_parser("add", help="add a member and print their id")
-    madd.add_argument("--name", required=True)
-    madd.add_argument("--phone", default="")
+    cli_members.add_parsers(sub)
     cli_master.add_parsers(sub)
     cli_auth.add_parsers(sub)
+    cli_cards.add_parsers(sub)
     sub.add_parser("roles", help="every API route and page with the roles that may use it (docs/roles.md)")
     bench = sub.add_parser("bench", help="benchmarks of the hub")
     bsub = bench.add_subparsers(dest="action", required=True)
@@ -139,14 +109,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "device":
         return _device(args, settings)
-    if args.command == "card":
-        return _card(args, settings)
-    if args.command == "member":
-        return _member(args, settings)
+    if args.command in cli_members.COMMANDS:
+        return cli_members.run(args, open_db(settings))
     if args.command in cli_master.COMMANDS:
         return cli_master.run(args, open_db(settings))
     if args.command in cli_auth.COMMANDS:
         return cli_auth.run(args, open_db(settings))
+    if args.command in cli_cards.COMMANDS:
+        return cli_cards.run(args, open_db(settings))
     if args.command == "roles":
         from hub.app import create_app
         from hub.auth import roles_table
@@ -198,49 +168,6 @@ def _device(args: argparse.Namespace, settings: Settings) -> int:
             print("the running broker reloads its accounts", file=sys.stderr)
         except (ProcessLookupError, ValueError):
             pid_file.unlink(missing_ok=True)
-    return 0
-
-
-def _member(args: argparse.Namespace, settings: Settings) -> int:
-    engine = open_db(settings)
-    if not args.name.strip():
-        print("hub member add: the name cannot be empty", file=sys.stderr)
-        return 2
-    with Session(engine) as db:
-        member = Member(name=args.name.strip(), phone=args.phone, created=int(time.time()))
-        db.add(member)
-        db.commit()
-        print(f"member {member.id}: {member.name}")
-    return 0
-
-
-def _card(args: argparse.Namespace, settings: Settings) -> int:
-    engine = open_db(settings)
-    if args.action == "issue":
-        return _issue(args, engine, settings)
-    try:
-        numbers = make_card_batch(engine, args.prefix, args.start, args.count, int(time.time()))
-    except ValueError as exc:
-        print(f"hub card batch: {exc}", file=sys.stderr)
-        return 2
-    print(f"{len(numbers)} card numbers in stock: {numbers[0]} .. {numbers[-1]}")
-    return 0
-
-
-def _issue(args: argparse.Namespace, engine: Engine, settings: Settings) -> int:
-    from firmware.reader import ReaderError
-    from hub.desk_reader import DeskReader, DeskReaderError
-    from hub.issuance import IssueError, issue_card
-
-    try:
-        with DeskReader(args.reader, wait_ms=5000) as reader:
-            card = issue_card(
-                engine, reader, master_key(settings), args.member, args.balance, args.points, args.tier, int(time.time())
-            )
-    except (IssueError, DeskReaderError, ReaderError) as exc:
-        print(f"hub card issue: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(card))
     return 0
 
 

@@ -5,6 +5,11 @@ each device's seq order as its contiguous frontier advances, so a gap holds
 everything behind it (and is reported) and a duplicate is a no-op. Everything a
 batch of messages does happens in one transaction; acknowledgements are handed
 back only after it commits.
+
+A card action a handheld wrote to a card (a top-up paid at HQ, a tier change, a
+transfer) counts once its outcome says committed: the first report marks the
+CardAction applied and posts it to the ledger; any later report of the same action
+is an anomaly and posts nothing.
 """
 
 from __future__ import annotations
@@ -17,13 +22,24 @@ from typing import Any
 
 from sqlalchemy import Table, and_, bindparam, insert, select, update
 from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Session
 
-from hub.models import Anomaly, Card, Device, Event, LedgerEntry, Record, Sale, SaleLine
+from hub.cards import settle_replaced
+from hub.models import Anomaly, Card, CardAction, Device, Event, LedgerEntry, Record, Sale, SaleLine
 from protocol import record as rec
 from protocol.sync import SyncError, decode_batch
 
 # Device events that people should look at (a forged or broken card, a damaged journal).
-ANOMALOUS_EVENTS = {"bad_mac", "unknown_layout", "purse_invalid", "journal_damaged"}
+# A hotlisted card tapped, a downlink or a card action the handheld could not take: the same.
+ANOMALOUS_EVENTS = {
+    "bad_mac",
+    "unknown_layout",
+    "purse_invalid",
+    "journal_damaged",
+    "card_hotlisted",
+    "bad_downlink",
+    "bad_action",
+}
 
 
 RecordT = dict[str, Any]
@@ -35,7 +51,7 @@ def _t(model: Any) -> Table:
     return table
 
 
-DEVICES, RECORDS, SALES, CARDS = _t(Device), _t(Record), _t(Sale), _t(Card)
+DEVICES, RECORDS, SALES, CARDS, ACTIONS = _t(Device), _t(Record), _t(Sale), _t(Card), _t(CardAction)
 SALE_FIELDS = [c.name for c in SALES.columns if c.name not in ("id", "device_id", "seq", "shop", "state")]
 CARD_BY_NO = select(CARDS).where(CARDS.c.card_no == bindparam("no"))
 COMMITTED_PAIR = (
@@ -77,7 +93,15 @@ class Ingestor:
                 tx.take(device_id, payload)
             tx.store_and_apply()
             tx.flush()
+        if any(card.get("state") == "replaced" for card in tx.cards.values()):
+            self._settle_replaced()
         return tx.result
+
+    def _settle_replaced(self) -> None:
+        """Late records of a replaced card (sold offline before it was blocked) move on to its replacement."""
+        with Session(self.engine) as db:
+            settle_replaced(db, "ingest", self.now())
+            db.commit()
 
     def anomaly(self, code: str, detail: str, device_id: str = "") -> None:
         """Record an anomaly in a transaction of its own (when ingest itself failed)."""
@@ -97,8 +121,10 @@ class _Tx:
         self.incoming: dict[str, dict[int, tuple[RecordT, bytes]]] = {}
         self.rows: dict[Any, list[dict[str, Any]]] = {Record: [], Sale: [], SaleLine: [], LedgerEntry: [], Anomaly: [], Event: []}
         self.sales: dict[tuple[str, int], dict[str, Any]] = {}  # sales inserted by this transaction
+        self.actions: dict[tuple[str, int], RecordT] = {}  # card action records applied by this transaction
         self.sale_states: list[dict[str, Any]] = []  # outcomes of sales stored earlier
         self.cards: dict[str, dict[str, Any]] = {}
+        self.card_base: dict[str, dict[str, Any]] = {}  # each card as read, to write back only what changed
         self.new_cards: set[str] = set()
         self.counters: set[tuple[str, int]] = set()  # (card, counter) committed by this transaction
         self.suspects: list[dict[str, Any]] = []  # sales whose counter an earlier transaction may have used
@@ -214,6 +240,8 @@ class _Tx:
         kind = record["kind"]
         if kind == "sale":
             self._sale(device_id, device["shop"], record)
+        elif kind == "action":
+            self.actions[(device_id, record["seq"])] = record  # it counts once its outcome says committed
         elif kind == "outcome":
             self._outcome(device_id, record)
         else:
@@ -242,6 +270,10 @@ class _Tx:
                 select(SALES).where(and_(SALES.c.device_id == device_id, SALES.c.seq == record["ref"]))
             ).first()
             if found is None:
+                action = self._action_record(device_id, record["ref"])
+                if action is not None:
+                    self._action_outcome(device_id, action, record)
+                    return
                 self.flag("outcome_without_sale", f"outcome of seq {record['ref']}, which is no sale", device_id, record["seq"])
                 return
             sale = dict(found._mapping)
@@ -261,15 +293,78 @@ class _Tx:
                 sale["card_no"],
             )
 
+    # -- card actions ----------------------------------------------------------------------
+
+    def _action_record(self, device_id: str, seq: int) -> RecordT | None:
+        """The card action record (device, seq), from this transaction or as stored earlier."""
+        if (device_id, seq) in self.actions:
+            return self.actions[(device_id, seq)]
+        body = self.conn.execute(
+            select(RECORDS.c.body).where(and_(RECORDS.c.device_id == device_id, RECORDS.c.seq == seq, RECORDS.c.kind == "action"))
+        ).scalar()
+        return None if body is None else rec.decode(bytes(body))
+
+    def _action_outcome(self, device_id: str, act: RecordT, outcome: RecordT) -> None:
+        where = (device_id, act["seq"], act["card_no"])
+        if outcome["result"] == "unknown":
+            self.flag("action_unknown", f"the handheld could not tell whether action {act['number']} reached the card", *where)
+        if outcome["result"] != "committed":
+            return
+        row = self.conn.execute(
+            select(ACTIONS).where(and_(ACTIONS.c.card_no == act["card_no"], ACTIONS.c.number == act["number"]))
+        ).first()
+        if row is None or row.id != act["action"]:
+            self.flag("action_not_found", f"card has no action {act['number']} with id {act['action']}", *where)
+            return
+        if row.state == "applied":
+            detail = f"action {act['number']} was applied already by {row.applied_device} #{row.applied_seq}: not posted again"
+            self.flag("action_applied_twice", detail, *where)
+            return
+        if row.state == "cancelled":
+            self.flag("action_after_cancel", f"action {act['number']} was cancelled at HQ but reached the card", *where)
+        if (row.kind, row.amount, row.points) != (act["act"], act["amount"], act["points"]):
+            detail = f"HQ's {row.kind} {row.amount}/{row.points} written as {act['act']} {act['amount']}/{act['points']}"
+            self.flag("action_mismatch", detail, *where)
+        self.conn.execute(
+            update(CardAction)
+            .where(ACTIONS.c.id == row.id)
+            .values(state="applied", applied_device=device_id, applied_seq=act["seq"], applied_time=act["time"])
+        )
+        # The ledger follows what the card got.
+        posting = {"time": act["time"], "device_id": device_id, "seq": act["seq"], "card_no": act["card_no"]}
+        self._entry(posting, "stored_value", act["amount"], act["act"])
+        self._entry(posting, "points", act["points"], act["act"])
+        card = self._known_card(act["card_no"])
+        if card is None:
+            self.flag("action_card_unknown", f"card {act['card_no']} is not on the hub", *where)
+            return
+        card["balance"] += act["amount"]
+        card["points"] += act["points"]
+        card["tier"] = act["tier"]
+        card["last_counter"] = max(card["last_counter"], act["counter_after"])
+        if act["counter_after"] != act["counter_before"]:
+            self.counters.add((act["card_no"], act["counter_after"]))
+
+    def _known_card(self, card_no: str) -> dict[str, Any] | None:
+        if card_no not in self.cards and card_no not in self.unknown_cards:
+            row = self.conn.execute(CARD_BY_NO, {"no": card_no}).first()
+            if row is not None:
+                self.cards[card_no] = dict(row._mapping)
+                self.card_base[card_no] = dict(self.cards[card_no])
+        return self.cards.get(card_no)
+
     # -- the ledger -------------------------------------------------------------------------
 
     def _prefetch_cards(self) -> None:
         """Load every card this transaction's sales touch in one query per 500, not one per sale."""
-        wanted = {r["card_no"] for incoming in self.incoming.values() for r, _d in incoming.values() if r["kind"] == "sale"}
+        wanted = {
+            r["card_no"] for incoming in self.incoming.values() for r, _d in incoming.values() if r["kind"] in ("sale", "action")
+        }
         numbers = sorted(wanted)
         for i in range(0, len(numbers), 500):
             for row in self.conn.execute(select(CARDS).where(CARDS.c.card_no.in_(numbers[i : i + 500]))):
                 self.cards[row.card_no] = dict(row._mapping)
+                self.card_base[row.card_no] = dict(self.cards[row.card_no])
         self.unknown_cards = wanted - set(self.cards)
 
     def card(self, sale: dict[str, Any]) -> dict[str, Any]:
@@ -279,6 +374,7 @@ class _Tx:
             row = None if card_no in self.unknown_cards else self.conn.execute(CARD_BY_NO, {"no": card_no}).first()
             if row is not None:
                 self.cards[card_no] = dict(row._mapping)
+                self.card_base[card_no] = dict(self.cards[card_no])
             else:
                 self.new_cards.add(card_no)
                 self.cards[card_no] = {
@@ -358,6 +454,34 @@ class _Tx:
 
     # -- writing ------------------------------------------------------------------------------
 
+    def _update_cards(self, cards: list[dict[str, Any]]) -> None:
+        """Write back what these records changed as increments, so a change HQ made meanwhile
+        (a card reported lost, a balance moved to a replacement) is kept, not overwritten."""
+        m = self._mark()
+        sql = (
+            f"UPDATE card SET balance = balance + {m}, points = points + {m}, sales = sales + {m}, "
+            f"last_counter = CASE WHEN last_counter > {m} THEN last_counter ELSE {m} END, "
+            f"tier = {m}, opening_counter = {m}, opening_balance = {m}, opening_points = {m} WHERE card_no = {m}"
+        )
+        rows = []
+        for card in cards:
+            base = self.card_base[card["card_no"]]
+            rows.append(
+                (
+                    card["balance"] - base["balance"],
+                    card["points"] - base["points"],
+                    card["sales"] - base["sales"],
+                    card["last_counter"],
+                    card["last_counter"],
+                    card["tier"],
+                    card["opening_counter"],
+                    card["opening_balance"],
+                    card["opening_points"],
+                    card["card_no"],
+                )
+            )
+        self.conn.exec_driver_sql(sql, rows)
+
     def flush(self) -> None:
         """Write everything in bulk, then the devices' frontiers (the acks to publish)."""
         self._check_suspects()
@@ -377,10 +501,7 @@ class _Tx:
         if new:
             self._bulk_insert(CARDS, new)
         if old:
-            columns = [c.name for c in CARDS.columns if c.name != "card_no"]
-            mark = self._mark()
-            sql = f"UPDATE card SET {', '.join(f'{c} = {mark}' for c in columns)} WHERE card_no = {mark}"
-            self.conn.exec_driver_sql(sql, [tuple(c[k] for k in columns) + (c["card_no"],) for c in old])
+            self._update_cards(old)
         for device_id, device in self.devices.items():
             if not device.get("seen"):
                 continue

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint
+from sqlalchemy import Column, Index, LargeBinary, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -86,7 +86,7 @@ class Card(SQLModel, table=True):
     """A member card as the ledger sees it; balance and points are ledger sums."""
 
     card_no: str = Field(primary_key=True, max_length=16)
-    uid: str = Field(max_length=20)
+    uid: str = Field(max_length=20, index=True)  # the desk finds a tapped card by it
     member_id: int
     tier: int
     balance: int = 0
@@ -149,16 +149,76 @@ class CardStock(SQLModel, table=True):
     card_no: str = Field(primary_key=True, max_length=16)
     batch: str = Field(max_length=40, index=True)
     created: int
-    state: str = Field(default="stock", max_length=10, index=True)  # stock, issued
+    state: str = Field(default="stock", max_length=10, index=True)  # stock, reserved (an IssueAttempt holds it), issued
+
+
+class IssueAttempt(SQLModel, table=True):
+    """A card being written at the HQ desk: its UID holds the card number until the card reads back right.
+
+    A card pulled away mid-write leaves state "writing"; the next tap of the same UID
+    finishes it. "written": verified and recorded as a Card in the same transaction.
+    """
+
+    id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(max_length=20, index=True)
+    card_no: str = Field(max_length=16, unique=True)
+    member_id: int
+    tier: int
+    balance: int  # cents written into the new card's purse
+    points: int
+    replaces: str = Field(default="", max_length=16)  # the old card of a replacement
+    state: str = Field(default="writing", max_length=10, index=True)  # writing, written
+    tries: int = 1
+    actor: str = Field(max_length=64)
+    started: int
+    updated: int
 
 
 class Member(SQLModel, table=True):
-    """A member of the loyalty scheme; cards belong to members."""
+    """A member of the loyalty scheme; cards belong to members. hub.members holds the rules."""
 
+    # A phone, when given, is one member's (normalised by hub.members.normalise_phone).
+    __table_args__ = (
+        Index("ix_member_phone", "phone", unique=True, sqlite_where=text("phone != ''"), postgresql_where=text("phone != ''")),
+    )
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=120)
     phone: str = Field(default="", max_length=40)
     created: int
+    birthday: str = Field(default="", max_length=10)  # YYYY-MM-DD; '' when not known
+    category_id: int | None = Field(default=None, foreign_key="membercategory.id")
+    tier: int = 0  # the member's current tier; their cards learn it through "tier" card actions
+
+
+class MemberTag(SQLModel, table=True):
+    """A tag on a member: set by HQ (source "manual") or computed (e.g. "rfm", later)."""
+
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    source: str = Field(default="manual", primary_key=True, max_length=16)
+    tag: str = Field(primary_key=True, max_length=32, index=True)
+    created: int
+
+
+class MemberPhoto(SQLModel, table=True):
+    """A member's photo (JPEG or PNG, checked by its first bytes); apart from Member so lists stay light."""
+
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    content_type: str = Field(max_length=16)
+    data: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    sha256: str = Field(max_length=64)
+    uploaded: int
+
+
+class TierChange(SQLModel, table=True):
+    """One change of a member's tier: when, from, to, why and who."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    time: int
+    from_tier: int
+    to_tier: int
+    reason: str = Field(default="", max_length=200)
+    actor: str = Field(max_length=64)
 
 
 class Shop(SQLModel, table=True):

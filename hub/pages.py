@@ -29,12 +29,14 @@ NAV = [
     ("/admin/prices", "Prices", ("admin", "shop_manager")),
     ("/admin/members", "Members", ("admin",)),
     ("/admin/cards", "Cards", ("admin",)),
+    ("/admin/settings", "Settings", ("admin",)),
+    ("/admin/audit", "Audit", ("admin",)),
     ("/merchant", "My products", ("merchant",)),
     ("/me", "My card", ("member",)),
 ]
 
 
-DEVICE_HEAD = ["Device", "Shop", "State", "Firmware", "Acked seq", "Backlog", "Last seen"]
+DEVICE_HEAD = ["Device", "Shop", "State", "Firmware", "Acked seq", "Backlog", "Downlinks", "Last seen"]
 SALE_HEAD = ["Time", "Device", "Seq", "Card", "Total", "Stored value", "Cash"]
 ANOMALY_HEAD = ["Time", "Code", "Device", "Seq", "Detail"]
 NUMERIC_HEAD = {"Acked seq", "Backlog", "Seq", "Total", "Stored value", "Cash"}  # right-aligned, like their cells
@@ -93,6 +95,11 @@ def refused(detail: str) -> str:
     return page("Not allowed", f'<h1>Not allowed</h1><p class="error" id="error">{escape(detail)}</p><p><a href="/">Back</a></p>')
 
 
+def lag(behind: dict[str, list[int]]) -> str:
+    """What a device lacks: 'prices v3 of v4, hotlist v10 of v12', or 'up to date'."""
+    return ", ".join(f"{kind} v{have} of v{newest}" for kind, (have, newest) in sorted(behind.items())) or "up to date"
+
+
 def dashboard(data: dict[str, Any], who: Any = None) -> str:
     """Devices with their state and backlog, today's sales, anomalies."""
     devices = [
@@ -103,6 +110,7 @@ def dashboard(data: dict[str, Any], who: Any = None) -> str:
             td(d.firmware or "-"),
             td(d.acked_seq, True),
             td(d.backlog, True),
+            td(lag(d.behind), cls="off" if d.behind else ""),
             td(when(d.last_seen)),
         ]
         for d in data["devices"]

@@ -1,6 +1,7 @@
 """The member card on MIFARE Classic 1K: layout v1, key diversification, MACs.
 
-Sector 1 holds the identity (card number, member, tier) and its MAC; sectors 2
+Sector 1 holds the identity (card number, member, tier, the blocked flag, the
+highest card action applied) and its MAC; sectors 2
 and 3 hold purse copies A and B (counter, balance, points, last writer's tag),
 each with its own MAC. A sale writes the older copy, so a card pulled away
 mid-write keeps the other one. docs/protocol.md is the byte-by-byte reference.
@@ -29,7 +30,8 @@ APP_ACCESS = b"\x78\x77\x88"
 GPB = 0x69
 
 _HEADER = ">2sBBQI"  # magic, layout, flags, card number, member id
-_MEMBER = ">BBHH10s"  # tier, category, issued day, expiry day, reserved
+_MEMBER = ">BBHHI6s"  # tier, category, issued day, expiry day, highest card action applied, reserved
+BLOCKED = 0x01  # header flag: a handheld refused the card as hotlisted
 _PURSE = ">IiII"  # counter, balance, points, tag
 
 MAX_BALANCE = 0x7FFFFFFF
@@ -92,9 +94,16 @@ def card_number_int(card_no: str) -> int:
 
 def encode_identity(master: bytes, uid: bytes, ident: dict) -> list:
     """The three identity blocks [header, member, MAC] for ident."""
-    header = struct.pack(_HEADER, MAGIC, LAYOUT_VERSION, 0, card_number_int(ident["card_no"]), ident["member_id"])
+    flags = BLOCKED if ident.get("blocked") else 0
+    header = struct.pack(_HEADER, MAGIC, LAYOUT_VERSION, flags, card_number_int(ident["card_no"]), ident["member_id"])
     member = struct.pack(
-        _MEMBER, ident["tier"], ident.get("category", 0), ident.get("issued_day", 0), ident.get("expiry_day", 0), bytes(10)
+        _MEMBER,
+        ident["tier"],
+        ident.get("category", 0),
+        ident.get("issued_day", 0),
+        ident.get("expiry_day", 0),
+        ident.get("actions", 0),
+        bytes(6),
     )
     return [header, member, _identity_mac(master, uid, header, member)]
 
@@ -108,14 +117,14 @@ def decode_identity(master: bytes, uid: bytes, blocks: list) -> dict:
     header, member, mac = blocks
     if header == bytes(16) and member == bytes(16):
         raise BlankCard("blank card: no member data")
-    magic, layout, _flags, number, member_id = struct.unpack(_HEADER, header)
+    magic, layout, flags, number, member_id = struct.unpack(_HEADER, header)
     if magic != MAGIC:
         raise UnknownLayout("not a member card (no MC header)")
     if layout != LAYOUT_VERSION:
         raise UnknownLayout("card layout v%d, this handheld reads v%d" % (layout, LAYOUT_VERSION))
     if not equal(mac, _identity_mac(master, uid, header, member)):
         raise BadMac("card data failed its MAC check")
-    tier, category, issued, expiry, _ = struct.unpack(_MEMBER, member)
+    tier, category, issued, expiry, actions, _ = struct.unpack(_MEMBER, member)
     return {
         "card_no": card_number_str(number),
         "member_id": member_id,
@@ -123,6 +132,8 @@ def decode_identity(master: bytes, uid: bytes, blocks: list) -> dict:
         "category": category,
         "issued_day": issued,
         "expiry_day": expiry,
+        "blocked": bool(flags & BLOCKED),
+        "actions": actions,
     }
 
 

@@ -1,10 +1,11 @@
 """Journal records: what a handheld keeps on flash and sync carries to the hub.
 
 Binary, big-endian, versioned by the first byte, closed by a CRC-32 of all the
-bytes before it. Three kinds: a sale (written before the card is), the outcome
-of a sale (committed or voided, once the card write is known), and an event
-(a refused card, a reader fault, a recovered journal). docs/protocol.md has the
-field-by-field reference.
+bytes before it. Four kinds: a sale (written before the card is), the outcome
+of a sale or a card action (committed or voided, once the card write is known),
+an event (a refused card, a reader fault, a recovered journal), and a card action
+HQ decided that the handheld writes to a card (written before the card is, like a
+sale). docs/protocol.md has the field-by-field reference.
 """
 
 import struct
@@ -15,8 +16,9 @@ FORMAT_VERSION = 1
 SALE = 1
 OUTCOME = 2
 EVENT = 3
-KINDS = {SALE: "sale", OUTCOME: "outcome", EVENT: "event"}
-KIND_CODES = {"sale": SALE, "outcome": OUTCOME, "event": EVENT}
+ACTION = 4
+KINDS = {SALE: "sale", OUTCOME: "outcome", EVENT: "event", ACTION: "action"}
+KIND_CODES = {"sale": SALE, "outcome": OUTCOME, "event": EVENT, "action": ACTION}
 COMMITTED = 1
 VOIDED = 2
 UNKNOWN = 3  # the handheld could not tell; the hub settles it from other devices' records
@@ -26,6 +28,18 @@ RESULT_CODES = {"committed": COMMITTED, "voided": VOIDED, "unknown": UNKNOWN}
 _HEAD = ">BBII"  # format version, kind, seq, time
 _LINE = ">IHi"  # item id, quantity, unit price
 _SALE_MONEY = ">iiiIiiiIiI"
+_ACTION = ">IIiiBIIiI"  # action id, number, amount, points, tier, counter before, after, balance after, points after
+ACTION_FIELDS = (
+    "action",
+    "number",
+    "amount",
+    "points",
+    "tier",
+    "counter_before",
+    "counter_after",
+    "balance_after",
+    "points_after",
+)
 _MONEY_FIELDS = (
     "subtotal",
     "discount",
@@ -39,6 +53,8 @@ _MONEY_FIELDS = (
     "points_after",
 )
 
+
+_SALE_IDS = ("counter_before", "counter_after", "member_id", "tier", "discount_bps", "price_list_version")
 
 _RANGES = {
     "B": (0, 0xFF),
@@ -126,6 +142,10 @@ def encode(record: dict) -> bytes:
     out.text(record["device"], "device")
     if kind == SALE:
         _encode_sale(out, record)
+    elif kind == ACTION:
+        _card(out, record)
+        out.text(record["act"], "act")
+        out.pack(_ACTION, *[record[name] for name in ACTION_FIELDS])
     elif kind == OUTCOME:
         result = RESULT_CODES.get(record["result"])
         if result is None:
@@ -150,7 +170,7 @@ def _clip(text: str, limit: int) -> str:
     return data[:limit].decode()
 
 
-def _encode_sale(out: _Writer, record: dict) -> None:
+def _card(out: _Writer, record: dict) -> None:
     from protocol.card import card_number_int  # the card number rules live with the card
 
     try:
@@ -159,6 +179,10 @@ def _encode_sale(out: _Writer, record: dict) -> None:
         raise RecordError("bad_field", str(exc))
     out.pack(">Q", number)
     out.hex(record["uid"], "uid")
+
+
+def _encode_sale(out: _Writer, record: dict) -> None:
+    _card(out, record)
     out.pack(
         ">IIIBHI",
         record["counter_before"],
@@ -194,6 +218,10 @@ def decode(data: bytes) -> dict:
     record = {"kind": KINDS[kind], "seq": seq, "time": time, "device": rd.text()}
     if kind == SALE:
         _decode_sale(rd, record)
+    elif kind == ACTION:
+        _decode_card(rd, record)
+        record["act"] = rd.text()
+        _decode_fields(rd, _ACTION, ACTION_FIELDS, record)
     elif kind == OUTCOME:
         ref, result = rd.unpack(">IB")
         if result not in RESULTS:
@@ -210,16 +238,23 @@ def decode(data: bytes) -> dict:
     return record
 
 
-def _decode_sale(rd: _Reader, record: dict) -> None:
+def _decode_card(rd: _Reader, record: dict) -> None:
     (number,) = rd.unpack(">Q")
     if number >= 10**16:
         raise RecordError("bad_field", "card number has more than 16 digits")
     record["card_no"] = "%016d" % number
     record["uid"] = rd.blob().hex()
-    values = rd.unpack(">IIIBHI")
-    names = ("counter_before", "counter_after", "member_id", "tier", "discount_bps", "price_list_version")
+
+
+def _decode_fields(rd: _Reader, fmt: str, names: tuple, record: dict) -> None:
+    values = rd.unpack(fmt)
     for i in range(len(names)):
         record[names[i]] = values[i]
+
+
+def _decode_sale(rd: _Reader, record: dict) -> None:
+    _decode_card(rd, record)
+    _decode_fields(rd, ">IIIBHI", _SALE_IDS, record)
     record["firmware"] = rd.text()
     (count,) = rd.unpack(">B")
     lines = []
@@ -227,6 +262,4 @@ def _decode_sale(rd: _Reader, record: dict) -> None:
         item, qty, price = rd.unpack(_LINE)
         lines.append({"item": item, "qty": qty, "price": price})
     record["lines"] = lines
-    values = rd.unpack(_SALE_MONEY)
-    for i in range(len(_MONEY_FIELDS)):
-        record[_MONEY_FIELDS[i]] = values[i]
+    _decode_fields(rd, _SALE_MONEY, _MONEY_FIELDS, record)

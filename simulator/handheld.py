@@ -13,7 +13,6 @@ from firmware.journal import Journal
 from firmware.pn532 import PN532
 from firmware.sync import SyncLoop
 from firmware.terminal import CONFIG, PRICES, Terminal
-from firmware.version import FIRMWARE_VERSION
 from simulator.mifare_card import MifareClassic1K
 from simulator.network import SimNetwork
 from simulator.pn532_device import VirtualPN532
@@ -24,12 +23,16 @@ from simulator.vhal import SimClock, SimDisplay, SimFlash, SimKeypad
 MAX_POLLS = 200
 
 
-def provision(flash: SimFlash, device_id: str, master: bytes, price_list: dict, mqtt: dict | None) -> dict:
-    """Put a new handheld's configuration and price list on its flash (once); its configuration."""
+def provision(flash: SimFlash, device_id: str, master: bytes, price_list: dict | None, mqtt: dict | None) -> dict:
+    """Put a new handheld's configuration and price list on its flash (once); its configuration.
+
+    price_list None: a handheld fresh from the box, waiting for its shop's list from the hub.
+    """
     if flash.size(CONFIG) < 0:
         config = {"device_id": device_id, "master_key": master.hex(), **(mqtt or {})}
         flash.provision(CONFIG, json.dumps(config).encode())
-        flash.provision(PRICES, json.dumps(price_list).encode())
+        if price_list is not None:
+            flash.provision(PRICES, json.dumps(price_list).encode())
     return json.loads(flash.read(CONFIG) or b"{}")
 
 
@@ -127,7 +130,7 @@ class VirtualHandheld(Handheld):
         device_id: str,
         root: Path,
         master: bytes,
-        price_list: dict,
+        price_list: dict | None,
         clock: SimClock | None = None,
         wire_timing: bool = False,
         echo: Callable[[list[str]], None] | None = None,
@@ -179,9 +182,10 @@ class VirtualHandheld(Handheld):
                 self.network,
                 self.clock,
                 self.config,
-                lambda: {"firmware": FIRMWARE_VERSION, "prices": terminal.price_list.version if terminal.price_list else 0},
+                terminal.status,
                 self.rng.random,
                 terminal.event,
+                terminal.downlink,
             )
 
     @property
@@ -236,7 +240,7 @@ def committed_sales(journal: Journal) -> list[dict]:
             sales[record["seq"]] = record
         elif record["kind"] == "outcome" and record["result"] == "committed":
             committed.append(record["ref"])
-    return [sales[seq] for seq in committed]
+    return [sales[seq] for seq in committed if seq in sales]  # outcomes settle card actions too
 
 
 __all__ = ["VirtualHandheld", "committed_sales", "PowerCut"]

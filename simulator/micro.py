@@ -69,7 +69,7 @@ class MicroHandheld(Handheld):
         device_id: str,
         root: Path,
         master: bytes,
-        price_list: dict,
+        price_list: dict | None,
         clock: SimClock | None = None,
         mqtt: dict | None = None,
         network_up: bool = True,

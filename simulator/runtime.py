@@ -15,7 +15,7 @@ def make_handheld(
     device_id: str,
     root: Path,
     master: bytes,
-    price_list: dict,
+    price_list: dict | None,
     clock: SimClock | None = None,
     mqtt: dict | None = None,
     network_up: bool = True,

@@ -16,8 +16,9 @@ from sqlmodel import Session
 from hub.app import create_app
 from hub.auth import ADMIN, new_login
 from hub.db import make_engine, migrate
+from hub.downlink_queue import hotlist_change
 from hub.ingest import Ingestor
-from hub.models import Device
+from hub.models import Device, PublishedPrices
 from protocol import record as rec
 from protocol.pricing import format_money
 from protocol.sync import encode_batch
@@ -60,7 +61,11 @@ def hub_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     migrate(engine)
     with Session(engine) as s:
         s.add(Device(id="hh-north", shop="north", password_hash="x", created=0, online=True, head_seq=len(records) + 2))
-        s.add(Device(id="hh-south", shop="south", password_hash="x", created=0))
+        s.add(Device(id="hh-south", shop="south", password_hash="x", created=0, prices_version=1))
+        # HQ has published south's prices twice and listed a lost card: hh-south holds the first version only.
+        for version in (1, 2):
+            s.add(PublishedPrices(shop_id="south", version=version, published=0, sha256=str(version), doc="{}"))
+        hotlist_change(s, "9100000000000018", "0a0b0c0d", True, "lost", 0)
         s.commit()
     ingest = Ingestor(engine)
     ingest.ingest([("hh-north", encode_batch(records))])
@@ -98,7 +103,7 @@ def test_tiles(page: Page) -> None:
 
 def test_devices_table_shows_state_and_backlog(page: Page) -> None:
     expect(page.locator("#devices thead th")).to_have_text(
-        ["Device", "Shop", "State", "Firmware", "Acked seq", "Backlog", "Last seen"]
+        ["Device", "Shop", "State", "Firmware", "Acked seq", "Backlog", "Downlinks", "Last seen"]
     )
     expect(page.locator("#devices tbody tr")).to_have_count(2)
     north = cells(page, "devices", "hh-north")
@@ -107,12 +112,14 @@ def test_devices_table_shows_state_and_backlog(page: Page) -> None:
     expect(north.nth(2)).to_have_class("on")
     expect(north.nth(4)).to_have_text("8")  # 4 sales, each a sale record and its outcome
     expect(north.nth(5)).to_have_text("2")  # the device reported a head 2 beyond what the hub committed
-    expect(north.nth(6)).not_to_have_text("never")
+    expect(north.nth(6)).to_have_text("hotlist v0 of v1")  # north has no price list published
+    expect(north.nth(7)).not_to_have_text("never")
     south = cells(page, "devices", "hh-south")
     expect(south.nth(2)).to_have_text("offline")
     expect(south.nth(2)).to_have_class("off")
     expect(south.nth(5)).to_have_text("0")
-    expect(south.nth(6)).to_have_text("never")
+    expect(south.nth(6)).to_have_text("hotlist v0 of v1, prices v1 of v2")
+    expect(south.nth(7)).to_have_text("never")
 
 
 def test_todays_sales_only(page: Page) -> None:

@@ -8,7 +8,8 @@ from protocol import access, card, mifare
 
 MASTER = b"\x11" * 32
 UID = bytes.fromhex("04a1b2c3")
-IDENT: dict = {"card_no": "9000000000000007", "member_id": 7, "tier": 1, "category": 0, "issued_day": 0, "expiry_day": 0}
+IDENT: dict = {"card_no": "9000000000000007", "member_id": 7, "tier": 1, "category": 0, "issued_day": 0, "expiry_day": 0,
+               "blocked": False, "actions": 0}
 
 
 def purse(counter, balance=500, points=3, tag=0):
@@ -21,6 +22,17 @@ def test_identity_round_trip_and_bad_mac():
     tampered = [blocks[0], bytes([blocks[1][0] ^ 1]) + blocks[1][1:], blocks[2]]  # tier changed
     with pytest.raises(card.BadMac):
         card.decode_identity(MASTER, UID, tampered)
+
+
+def test_blocked_flag_and_actions_applied_are_under_the_identity_mac():
+    blocked = dict(IDENT, blocked=True, actions=5)
+    blocks = card.encode_identity(MASTER, UID, blocked)
+    assert blocks[0][3] == card.BLOCKED and blocks[1][6:10] == bytes([0, 0, 0, 5])
+    assert card.decode_identity(MASTER, UID, blocks) == blocked
+    for forged in ([bytes(blocks[0][:3]) + b"\x00" + blocks[0][4:], blocks[1], blocks[2]],  # unblocked by hand
+                   [blocks[0], blocks[1][:9] + b"\x04" + blocks[1][10:], blocks[2]]):  # an action made undone
+        with pytest.raises(card.BadMac):
+            card.decode_identity(MASTER, UID, forged)
 
 
 def test_identity_bound_to_uid_and_master():

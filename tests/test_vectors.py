@@ -42,9 +42,10 @@ def test_key_diversification():
         assert [k.hex() for k in card.sector_keys(MASTER, UID, int(sector))] == keys
 
 
-def test_identity_blocks():
-    ident = V["identity"]["ident"]
-    blocks = [bytes.fromhex(b) for b in V["identity"]["blocks"]]
+@pytest.mark.parametrize("name", ["identity", "identity_blocked"])
+def test_identity_blocks(name):
+    ident = V[name]["ident"]
+    blocks = [bytes.fromhex(b) for b in V[name]["blocks"]]
     assert card.encode_identity(MASTER, UID, ident) == blocks
     assert card.decode_identity(MASTER, UID, blocks) == ident
 

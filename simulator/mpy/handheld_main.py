@@ -14,7 +14,6 @@ from unixhal import FileFlash, GatedNetwork, Host, HostClock, ListDisplay, PtyUa
 from firmware.pn532 import PN532
 from firmware.sync import SyncLoop
 from firmware.terminal import Terminal, load_config
-from firmware.version import FIRMWARE_VERSION
 
 
 class Device:
@@ -43,9 +42,8 @@ class Device:
         if config.get("mqtt_password"):
             terminal = self.terminal
             self.sync = SyncLoop(
-                terminal.outbox, self.network, self.clock, config,
-                lambda: {"firmware": FIRMWARE_VERSION, "prices": terminal.price_list.version if terminal.price_list else 0},
-                self.random, terminal.event,
+                terminal.outbox, self.network, self.clock, config, terminal.status, self.random, terminal.event,
+                terminal.downlink,
             )
 
     def measure(self) -> None:

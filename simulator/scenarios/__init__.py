@@ -40,7 +40,7 @@ class Outcome:
 
 def scenarios() -> dict[str, Callable[..., Outcome]]:
     """Scenario name -> run(devices=, seed=, say=)."""
-    from simulator.scenarios import backlog, budget, card_reader, offline_shift, power_cut, sync
+    from simulator.scenarios import backlog, budget, card_reader, hq_cards, offline_shift, power_cut, sync
 
     return {
         "offline-shift": offline_shift.run,
@@ -52,4 +52,5 @@ def scenarios() -> dict[str, Callable[..., Outcome]]:
         "duplicates": sync.run_duplicates,
         "backlog": backlog.run,
         "shift-budget": budget.run,
+        "hq-cards": hq_cards.run,
     }

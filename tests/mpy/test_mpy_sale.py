@@ -10,6 +10,7 @@ from firmware.cardservice import CardService
 from firmware.journal import Journal
 from firmware.terminal import Terminal, load_config
 from protocol import card as layout
+from protocol import downlink as dl
 from protocol import pricing
 
 MASTER = bytes(range(32))
@@ -36,6 +37,11 @@ def member_card(number=1, balance=5000, points=0, tier=0):
     CardService(reader, MASTER).issue(uid, ident, balance, points)
     card.reset()
     return card
+
+
+def ident_of(card):
+    """The card's identity, read straight from its memory."""
+    return layout.decode_identity(MASTER, card.uid, [card.blocks[b] for b in layout.IDENTITY_BLOCKS])
 
 
 def purse_of(card):
@@ -285,3 +291,55 @@ def test_no_price_list_blocks_sales_with_a_message():
         hh.reader.tap(member_card())
         hh.run()
         assert hh.state == sale.ERROR and "No price list" in hh.display.text()
+
+
+# -- downlinks: the hotlist and card actions from HQ ----------------------------------------------
+
+
+def test_a_hotlisted_card_is_refused_and_marked_blocked():
+    with TempDir() as tmp:
+        hh = Handheld(tmp)
+        t = hh.boot()
+        card = member_card(1, balance=5000)
+        assert t.downlink(dl.topic(DEVICE, dl.HOTLIST), dl.encode_hotlist(0, 2, [["9000000000000001", "lost"]]))
+        hh.reader.tap(card)
+        hh.run()
+        assert hh.state == sale.ERROR and hh.display.lines[1:3] == ["Card blocked:", "reported lost"]
+        assert ident_of(card)["blocked"] and purse_of(card)["balance"] == 5000
+        assert hh.codes() == ["card_hotlisted"] and hh.records("sale") == []
+        assert hh.boot().status()["hotlist"] == 2  # kept on flash
+
+
+def test_a_topup_held_by_two_handhelds_is_applied_once():
+    card = member_card(1, balance=1000)
+    topup = dl.encode_actions(0, 5, [[5, "9000000000000001", 1, "topup", 700, 0, -1]])
+    with TempDir() as tmp_a, TempDir() as tmp_b:
+        first, second = Handheld(tmp_a), Handheld(tmp_b)
+        for hh in (first, second):
+            assert hh.boot().downlink(dl.topic(DEVICE, dl.ACTIONS), topup)
+        assert first.sell(card, ["101"]) == sale.RECEIPT
+        assert (purse_of(card)["balance"], ident_of(card)["actions"]) == (1450, 1)
+        [act] = first.records("action")
+        assert act["amount"] == 700 and (act["seq"], "committed") in first.outcomes()
+        card.reset()
+        assert second.sell(card, ["101"]) == sale.RECEIPT
+        assert purse_of(card)["balance"] == 1200 and second.records("action") == []
+
+
+def test_an_action_torn_in_the_identity_is_finished_on_the_next_tap():
+    with TempDir() as tmp:
+        hh = Handheld(tmp)
+        t = hh.boot()
+        card = member_card(1, balance=1000)
+        t.downlink(dl.topic(DEVICE, dl.ACTIONS), dl.encode_actions(0, 5, [[5, "9000000000000001", 1, "topup", 700, 0, -1]]))
+        hh.reader.pull_after(2)  # header and member blocks land, the identity MAC does not
+        hh.reader.tap(card)
+        hh.run()
+        assert hh.state == sale.UNFINISHED
+        with raises(layout.BadMac):
+            ident_of(card)
+        hh.reader.tap(card)
+        hh.run()
+        assert hh.state == sale.ITEMS, hh.display.text()
+        assert (ident_of(card)["actions"], purse_of(card)["balance"]) == (1, 1700)
+        assert [r for _ref, r in hh.outcomes()] == ["committed"]

@@ -22,7 +22,7 @@ def event(i):
 class Device:
     """A journal with n records and a SyncLoop over network (the fake broker unless given)."""
 
-    def __init__(self, tmp, n, clock, network, device_id="hh-sync", port=1883):
+    def __init__(self, tmp, n, clock, network, device_id="hh-sync", port=1883, on_down=None):
         self.device_id = device_id
         self.journal = Journal(DirFlash(tmp + "/flash"), device_id)
         self.journal.open()
@@ -38,6 +38,7 @@ class Device:
             lambda: {"firmware": "test", "prices": 1},
             lambda: 0.5,
             lambda code, message: self.events.append((code, message)),
+            on_down,
         )
 
     def head(self):
@@ -178,6 +179,29 @@ def test_a_bad_ack_is_reported_and_changes_nothing():
         broker.publish(ack_topic("hh-sync"), encode_ack(2))
         dev.sync.step()
         assert [code for code, _m in dev.events] == ["bad_ack"] and dev.journal.acked == 2
+
+
+def test_downlinks_go_to_the_handler_and_a_moved_version_is_announced():
+    with TempDir() as tmp:
+        clock = FakeClock()
+        broker = FakeBroker(clock)
+        got = []
+
+        def on_down(topic, payload):
+            got.append((topic, payload))
+            return payload == b"new"
+
+        dev = Device(tmp, 0, clock, broker, on_down=on_down)
+        dev.sync.step()
+        births = len(broker.messages(status_topic("hh-sync")))
+        broker.publish("terminals/hh-sync/down/hotlist", b"same")
+        dev.sync.step()
+        assert len(broker.messages(status_topic("hh-sync"))) == births  # nothing moved: no new status
+        broker.publish("terminals/hh-sync/down/prices", b"new")
+        broker.publish(ack_topic("hh-sync"), encode_ack(0))
+        dev.sync.step()
+        assert got == [("terminals/hh-sync/down/hotlist", b"same"), ("terminals/hh-sync/down/prices", b"new")]
+        assert len(broker.messages(status_topic("hh-sync"))) == births + 1 and dev.sync.state == ONLINE
 
 
 def test_sync_round_trip_through_mosquitto():

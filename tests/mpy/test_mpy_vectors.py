@@ -1,8 +1,11 @@
 """protocol/ reproduces tests/vectors/protocol.json, on MicroPython as on CPython."""
 
+import json
+
 from harness import raises, vectors
 
 from protocol import access, card, mifare, pricing, record
+from protocol import downlink as dl
 from protocol import sync as wire
 from protocol.crypto import crc32, equal, hmac_sha256
 
@@ -59,10 +62,11 @@ def test_key_diversification():
 
 
 def test_identity_blocks():
-    ident = V["identity"]["ident"]
-    blocks = [bytes.fromhex(b) for b in V["identity"]["blocks"]]
-    assert card.encode_identity(MASTER, UID, ident) == blocks
-    assert card.decode_identity(MASTER, UID, blocks) == ident
+    for name in ("identity_blocked", "identity"):
+        ident = V[name]["ident"]
+        blocks = [bytes.fromhex(b) for b in V[name]["blocks"]]
+        assert card.encode_identity(MASTER, UID, ident) == blocks, name
+        assert card.decode_identity(MASTER, UID, blocks) == ident, name
     tampered = [blocks[0], bytes([blocks[1][0] ^ 1]) + blocks[1][1:], blocks[2]]
     with raises(card.BadMac):
         card.decode_identity(MASTER, UID, tampered)
@@ -128,3 +132,26 @@ def test_sync_wire_format():
         with raises(wire.SyncError):
             wire.decode_ack(bad)
     assert wire.device_of(wire.records_topic("hh-1")) == "hh-1"
+
+
+def test_downlink_wire_format():
+    assert dl.kind_of(dl.topic("hh-1", dl.HOTLIST)) == "hotlist" and dl.kind_of("terminals/hh-1/down/ack") == ""
+    cards = [["9000000000000042", "lost"], ["9000000000000059", ""]]
+    assert dl.decode_hotlist(dl.encode_hotlist(3, 9, cards)) == (3, 9, cards)
+    actions = [[7, "9000000000000042", 2, "topup", 1500, 0, -1], [8, "9000000000000042", 3, "tier", 0, 0, 2]]
+    assert dl.decode_actions(dl.encode_actions(6, 8, actions)) == (6, 8, actions)
+    assert dl.decode_prices(json.dumps(V["price_list"]).encode()).version == 42
+    bad = (
+        (dl.decode_hotlist, b"nope"),
+        (dl.decode_hotlist, b'{"from": 5, "to": 4, "cards": []}'),
+        (dl.decode_hotlist, b'{"from": 0, "to": 1, "cards": [["12", "lost"]]}'),
+        (dl.decode_actions, b'{"from": 0, "to": 1, "actions": [[1, "9000000000000042", 1, "gift", 1, 0, -1]]}'),
+        (dl.decode_actions, b'{"from": 0, "to": 1, "actions": [[2, "9000000000000042", 1, "topup", 1, 0, -1]]}'),
+        (dl.decode_actions, b'{"from": 0, "to": 1, "actions": [[1, "9000000000000042", 1, "topup", 1.5, 0, -1]]}'),
+        (dl.decode_prices, b'{"version": 0, "items": []}'),
+        (dl.decode_prices, b"\xff"),
+    )
+    for decode, payload in bad:
+        with raises(wire.SyncError) as caught:
+            decode(payload)
+        assert caught.value is not None and getattr(caught.value, "code", "").startswith("bad_"), payload

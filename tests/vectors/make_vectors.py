@@ -63,12 +63,16 @@ SALE = {
 
 def build() -> dict:
     ident: dict = {"card_no": "9000000000000042", "member_id": 42, "tier": 2, "category": 1,
-                   "issued_day": 20000, "expiry_day": 21000}
+                   "issued_day": 20000, "expiry_day": 21000, "blocked": False, "actions": 0}
+    blocked = dict(ident, blocked=True, actions=3)
     purse = {"counter": 7, "balance": 12345, "points": 678, "tag": card.txn_tag("hh-01", 17)}
     outcome = {"kind": "outcome", "seq": 18, "time": 1790000005, "device": "hh-01", "ref": 17, "result": "committed",
                "reason": ""}
     event = {"kind": "event", "seq": 19, "time": 1790000010, "device": "hh-01", "code": "bad_mac",
              "message": "card data failed its MAC check", "uid": UID.hex()}
+    action = {"kind": "action", "seq": 20, "time": 1790000020, "device": "hh-01", "card_no": "9000000000000042",
+              "uid": UID.hex(), "act": "topup", "action": 1234, "number": 3, "amount": 2000, "points": 50, "tier": 2,
+              "counter_before": 7, "counter_after": 8, "balance_after": 14345, "points_after": 728}
     sale_bytes = record.encode(SALE)
     pl = pricing.PriceList(PRICE_LIST)
     quote = pricing.quote(pl, [(101, 2), (103, 1), (401, 1)], 2)
@@ -105,6 +109,7 @@ def build() -> dict:
             "sectors": {str(s): [k.hex() for k in card.sector_keys(MASTER, UID, s)] for s in card.APP_SECTORS},
         },
         "identity": {"ident": ident, "blocks": [b.hex() for b in card.encode_identity(MASTER, UID, ident)]},
+        "identity_blocked": {"ident": blocked, "blocks": [b.hex() for b in card.encode_identity(MASTER, UID, blocked)]},
         "purse": {"card_no": ident["card_no"], "copy": "B", "purse": purse,
                   "blocks": [b.hex() for b in card.encode_purse(MASTER, UID, ident["card_no"], "B", purse)]},
         "issue_writes": {"ident": ident, "balance": 5000, "points": 10,
@@ -113,6 +118,7 @@ def build() -> dict:
             {"record": SALE, "hex": sale_bytes.hex()},
             {"record": outcome, "hex": record.encode(outcome).hex()},
             {"record": event, "hex": record.encode(event).hex()},
+            {"record": action, "hex": record.encode(action).hex()},
         ],
         "bad_records": [
             {"hex": sale_bytes[:-1].hex(), "error": "bad_checksum", "why": "last byte missing"},
