@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, FastAPI, Form, Request
 from fastapi.exception_handlers import http_exception_handler
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from sqlmodel import Session, col, select
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -21,6 +21,7 @@ from hub import auth, pages
 from hub.auth import ADMIN, MEMBER, MERCHANT, USER_ROLES, AuthError, Gate, Principal
 from hub.masterdata import audit, snapshot
 from hub.models import Merchant, User
+from hub.refusal import refused
 
 HOME = {ADMIN: "/", auth.SHOP_MANAGER: "/", MERCHANT: "/merchant", MEMBER: "/me"}
 
@@ -74,9 +75,6 @@ def me_out(who: Principal) -> Me:
     return Me(**{k: getattr(who, k) for k in Me.model_fields})
 
 
-def refusal(exc: AuthError) -> JSONResponse:
-    return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status)
-
 
 def set_session(response: Response, cookie: str) -> None:
     response.set_cookie(auth.COOKIE, cookie, max_age=auth.SESSION_SECONDS, httponly=True, samesite="lax")
@@ -95,7 +93,7 @@ def auth_routes(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:
         try:
             who, cookie = gate.login(body.username, body.password)
         except AuthError as exc:
-            return refusal(exc)
+            return refused(exc)
         set_session(response, cookie)
         return me_out(who)
 
@@ -127,7 +125,7 @@ def auth_routes(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:
             user = auth.add_user(db, body.username, body.role, body.password, now, body.shop_id, body.merchant_id)
         except AuthError as exc:
             db.rollback()
-            return refusal(exc)
+            return refused(exc)
         audit(db, who.name, now, "create", user, user.username, None)
         db.commit()
         db.refresh(user)
@@ -142,7 +140,7 @@ def auth_routes(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:
         try:
             merchant = new_merchant(db, who.name, int(time.time()), body.name)
         except AuthError as exc:
-            return refusal(exc)
+            return refused(exc)
         db.commit()
         db.refresh(merchant)
         return merchant
@@ -152,7 +150,7 @@ def auth_routes(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:
         try:
             merchant = approve_merchant(db, who.name, int(time.time()), merchant_id, approved)
         except AuthError as exc:
-            return refusal(exc)
+            return refused(exc)
         db.commit()
         db.refresh(merchant)
         return merchant

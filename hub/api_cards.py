@@ -19,6 +19,7 @@ from hub import cards, issuance
 from hub.auth import ADMIN, MEMBER, SHOP_MANAGER, Gate, Principal
 from hub.cards import CardOpError
 from hub.models import CardAction, IssueAttempt
+from hub.refusal import refused
 
 
 class ReadersOut(BaseModel):
@@ -79,9 +80,6 @@ class PasswordOut(BaseModel):
     card_no: str
     password: str | None = Field(default=None, description="the generated password: shown this once")
 
-
-def refused(exc: CardOpError) -> JSONResponse:
-    return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status)
 
 
 def default_master() -> bytes:

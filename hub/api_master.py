@@ -31,6 +31,7 @@ from hub.models import (
     Shop,
     Tier,
 )
+from hub.refusal import refused
 
 
 class ShopIn(BaseModel):
@@ -98,9 +99,6 @@ class AuditOut(BaseModel):
     before: dict[str, Any] | None
     after: dict[str, Any] | None
 
-
-def refused(exc: md.MasterDataError) -> JSONResponse:
-    return JSONResponse({"detail": exc.message, "code": exc.code}, status_code=exc.status)
 
 
 def master_routes(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub.models import ApiToken, Card, Merchant, Shop, User, WebSession
+from hub.refusal import Refusal
 
 ADMIN = "admin"
 SHOP_MANAGER = "shop_manager"
@@ -41,14 +42,8 @@ _hasher = PasswordHasher()
 _DUMMY_HASH = _hasher.hash("not a password of anyone")
 
 
-class AuthError(ValueError):
+class AuthError(Refusal):
     """A login, user or token change that was refused; nothing was changed."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,7 @@ from hub.models import (
     Member,
     Sale,
 )
+from hub.refusal import Refusal
 from protocol import card as layout
 from protocol import cardno
 from protocol.pricing import format_money
@@ -59,14 +60,8 @@ TRANSITIONS = {
 }
 
 
-class CardOpError(ValueError):
+class CardOpError(Refusal):
     """A card operation the rules refuse; status is the HTTP status that says so; nothing was changed."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 # -- pure rules ---------------------------------------------------------------------

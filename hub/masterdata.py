@@ -26,6 +26,7 @@ from hub.models import (
     Shop,
     Tier,
 )
+from hub.refusal import Refusal
 from protocol.pricing import BPS, PricingError
 from protocol.pricing import PriceList as ProtocolPriceList
 
@@ -42,14 +43,8 @@ PARAMS: dict[str, tuple[int, int, int, str]] = {
 }
 
 
-class MasterDataError(ValueError):
+class MasterDataError(Refusal):
     """A change HQ asked for that the rules refuse; status is the HTTP status that says so."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 SECRETS = {"password_hash", "token_hash"}  # never copied into the audit log

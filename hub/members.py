@@ -34,6 +34,7 @@ from hub.models import (
     Tier,
     TierChange,
 )
+from hub.refusal import Refusal
 
 MANUAL = "manual"  # the tag source for tags HQ sets by hand; computed tags (RFM, ...) get their own source
 MAX_NAME = 120
@@ -53,14 +54,8 @@ _TAG = re.compile(r"[^\W_][\w.-]*")
 _TAG_SPLIT = re.compile(r"[\s,;]+")
 
 
-class MemberError(ValueError):
+class MemberError(Refusal):
     """A member change the rules refuse; status is the HTTP status that says so."""
-
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
 
 
 def commit(db: Session) -> None:
