@@ -10,8 +10,7 @@ from sqlalchemy import func
 from sqlmodel import Session, select
 
 from hub.models import CardAction, HotlistEntry
-
-ACTION_KINDS = ("topup", "tier", "transfer")
+from protocol.downlink import ACTION_KINDS
 
 
 def hotlist_change(db: Session, card_no: str, uid: str, listed: bool, reason: str, now: int) -> HotlistEntry:

@@ -1,7 +1,7 @@
 """card operations: issue attempts at the desk (resumable), cards found by UID
 
 Revision ID: 0008
-Revises: 0007
+Revises: 0006
 """
 
 import sqlalchemy as sa
@@ -9,7 +9,7 @@ import sqlmodel
 from alembic import op
 
 revision = "0008"
-down_revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 

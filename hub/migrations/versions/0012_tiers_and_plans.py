@@ -1,15 +1,15 @@
-"""downlinks
+"""tiers and plans
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0012
+Revises: 0011
 """
 
 import sqlalchemy as sa  # noqa: F401
 import sqlmodel  # noqa: F401
 from alembic import op  # noqa: F401
 
-revision = "0007"
-down_revision = "0006"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
