@@ -10,7 +10,7 @@ operations open the PC/SC reader for the request and wait a moment for a card.
 from collections.abc import Callable
 from html import escape
 from typing import Annotated, Any
-from urllib.parse import quote, urlencode
+from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -20,8 +20,9 @@ from hub import cards, issuance
 from hub.api_cards import default_master
 from hub.auth import ADMIN, MEMBER, Gate, Principal
 from hub.cards import CardOpError
+from hub.forms import back, message, show
 from hub.models import Card, Member
-from hub.pages import page, table, td, when
+from hub.pages import table, td, when
 from protocol.pricing import format_money
 
 MEMBER_CHOICES = 1000  # members offered in the issue form's list
@@ -33,18 +34,7 @@ LEVEL_CLASS = {"ok": "on", "warn": "muted", "bad": "off"}
 # -- HTML pieces ----------------------------------------------------------------------
 
 
-def message(notice: str = "", error: str = "") -> str:
-    if error:
-        return f'<p class="error" id="error">{escape(error)}</p>'
-    return f'<p class="notice" id="notice">{escape(notice)}</p>' if notice else ""
 
-
-def show(title: str, body: str, who: Principal, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(page(title, body, who), status_code=status)
-
-
-def back(path: str, notice: str) -> RedirectResponse:
-    return RedirectResponse(f"{path}?{urlencode({'notice': notice})}", status_code=303)
 
 
 def card_link(card_no: str, link_id: str = "") -> str:

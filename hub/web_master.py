@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable
 from html import escape
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Form
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlmodel import Session, col, select
 
 from hub import masterdata as md
 from hub.auth import ADMIN, MERCHANT, SHOP_MANAGER, Gate, Principal
+from hub.forms import back, checkbox, commit, dropdown, message, show, text_input
 from hub.models import (
     AuditEntry,
     MemberCategory,
@@ -33,7 +33,7 @@ from hub.models import (
     Shop,
     Tier,
 )
-from hub.pages import page, table, td
+from hub.pages import table, td
 from protocol.pricing import BPS, format_money
 
 EVERY_SHOP = "(every shop)"
@@ -135,26 +135,8 @@ def utc(ts: int) -> str:
     return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
 
 
-def message(notice: str = "", error: str = "") -> str:
-    if error:
-        return f'<p class="error" id="error">{escape(error)}</p>'
-    return f'<p class="notice" id="notice">{escape(notice)}</p>' if notice else ""
 
 
-def text_input(label: str, name: str, value: Any = "", extra: str = "") -> str:
-    return f'<label>{escape(label)} <input name="{name}" id="{name}" value="{escape(str(value))}" {extra}></label>'
-
-
-def checkbox(label: str, name: str, checked: bool) -> str:
-    on = " checked" if checked else ""
-    return f'<label><input type="checkbox" name="{name}" id="{name}" value="1"{on}> {escape(label)}</label>'
-
-
-def dropdown(label: str, name: str, options: list[tuple[str, str]], chosen: str) -> str:
-    opts = "".join(
-        f'<option value="{escape(v)}"{" selected" if v == chosen else ""}>{escape(text)}</option>' for v, text in options
-    )
-    return f'<label>{escape(label)} <select name="{name}" id="{name}">{opts}</select></label>'
 
 
 def link_cell(href: str, text: str, link_id: str) -> str:
@@ -165,24 +147,7 @@ def yes(flag: bool) -> str:
     return "yes" if flag else "no"
 
 
-def show(title: str, body: str, who: Principal, status: int = 200) -> HTMLResponse:
-    return HTMLResponse(page(title, body, who), status_code=status)
 
-
-def back(path: str, notice: str, **query: str) -> RedirectResponse:
-    """Redirect after a change that worked (303: the browser follows with a GET)."""
-    return RedirectResponse(f"{path}?{urlencode({**query, 'notice': notice})}", status_code=303)
-
-
-def commit(db: Session, work: Callable[[], Any]) -> tuple[Any, md.MasterDataError | None]:
-    """Run one change and commit it; or roll it back whole and hand back why it was refused."""
-    try:
-        out = work()
-        db.commit()
-    except md.MasterDataError as exc:
-        db.rollback()
-        return None, exc
-    return out, None
 
 
 # -- what the pages show (reads) -------------------------------------------------------------------

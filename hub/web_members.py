@@ -9,19 +9,20 @@ import time
 from collections.abc import Callable
 from html import escape
 from typing import Annotated, Any
-from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from hub import member_csv
+from hub import forms, member_csv
 from hub import members as rules
 from hub.api_members import photo_response, read_upload
 from hub.auth import ADMIN, Gate, Principal
+from hub.forms import back, dropdown, message, text_input
 from hub.models import Card, Member, MemberCategory, Tier
 from hub.pages import page, table, td, when
+from hub.refusal import Refusal
 from protocol.pricing import format_money
 
 LIST_ROWS = 100
@@ -35,28 +36,8 @@ PROFILE_FIELDS = ("name", "phone", "birthday", "category_id")
 # -- HTML pieces --------------------------------------------------------------------------------
 
 
-def message(notice: str = "", error: str = "") -> str:
-    if error:
-        return f'<p class="error" id="error">{escape(error)}</p>'
-    return f'<p class="notice" id="notice">{escape(notice)}</p>' if notice else ""
 
 
-def text_input(label: str, name: str, value: Any = "", extra: str = "", field_id: str = "") -> str:
-    return (
-        f'<label>{escape(label)} <input name="{name}" id="{field_id or name}" value="{escape(str(value))}" {extra}></label>'
-    )
-
-
-def dropdown(label: str, name: str, options: list[tuple[str, str]], chosen: str, field_id: str = "") -> str:
-    opts = "".join(
-        f'<option value="{escape(v)}"{" selected" if v == chosen else ""}>{escape(text)}</option>' for v, text in options
-    )
-    return f'<label>{escape(label)} <select name="{name}" id="{field_id or name}">{opts}</select></label>'
-
-
-def back(path: str, notice: str, **query: str) -> RedirectResponse:
-    """Redirect after a change that worked (303: the browser follows with a GET)."""
-    return RedirectResponse(f"{path}?{urlencode({**query, 'notice': notice})}", status_code=303)
 
 
 def category_options(db: Session) -> list[tuple[str, str]]:
@@ -82,16 +63,11 @@ def whole_or_none(text: str, what: str) -> int | None:
     return int(raw)
 
 
-def commit(db: Session, work: Callable[[], Any]) -> tuple[Any, rules.MemberError | None]:
-    """Run one change and commit it; or roll it back whole and hand back why it was refused."""
-    try:
-        out = work()
-        rules.commit(db)
-    except rules.MemberError as exc:
-        db.rollback()
-        return None, exc
-    return out, None
 
+
+def commit(db: Session, work: Callable[[], Any]) -> tuple[Any, Refusal | None]:
+    """forms.commit with the members' own commit: a phone another writer took meanwhile is a refusal too."""
+    return forms.commit(db, work, rules.commit)
 
 # -- the list page ------------------------------------------------------------------------------
 
@@ -128,7 +104,7 @@ def add_form(db: Session, form: dict[str, str]) -> str:
 <button id="add-button">Add member</button></form>"""
 
 
-def import_errors(exc: rules.MemberError) -> str:
+def import_errors(exc: Refusal) -> str:
     """Every bad row of a refused file, each by its line."""
     bad = exc.bad if isinstance(exc, member_csv.ImportRefused) else []
     rows = "".join(
