@@ -380,23 +380,22 @@ def make_batch(db: Session, actor: str, now: int, prefix: str, start: int, count
 
 def mark_lost(db: Session, actor: str, now: int, card_no: str) -> Card:
     """Report a card lost: it goes on the hotlist, and every handheld refuses it once it learns."""
-    card = get_card(db, card_no)
-    before = snapshot(card)
-    card.state = next_state(card.card_no, card.state, "lost", card.replaced_by)
-    db.add(card)
-    hotlist_change(db, card.card_no, card.uid, True, "lost", now)
-    audit(db, actor, now, "lost", card, card.card_no, before)
-    return card
+    return _hotlist_move(db, actor, now, card_no, "lost", True, "lost")
 
 
 def unfreeze(db: Session, actor: str, now: int, card_no: str) -> Card:
     """A lost card found again: off the hotlist and back in use."""
+    return _hotlist_move(db, actor, now, card_no, "unfreeze", False, "found")
+
+
+def _hotlist_move(db: Session, actor: str, now: int, card_no: str, operation: str, listed: bool, reason: str) -> Card:
+    """One change of the state table that puts the card on the hotlist or takes it off; audited."""
     card = get_card(db, card_no)
     before = snapshot(card)
-    card.state = next_state(card.card_no, card.state, "unfreeze", card.replaced_by)
+    card.state = next_state(card.card_no, card.state, operation, card.replaced_by)
     db.add(card)
-    hotlist_change(db, card.card_no, card.uid, False, "found", now)
-    audit(db, actor, now, "unfreeze", card, card.card_no, before)
+    hotlist_change(db, card.card_no, card.uid, listed, reason, now)
+    audit(db, actor, now, operation, card, card.card_no, before)
     return card
 
 

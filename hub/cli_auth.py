@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import secrets
 import sys
-import time
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub import auth
 from hub.api_auth import approve_merchant, new_merchant
+from hub.cli_master import run_change
 from hub.masterdata import audit
 from hub.models import ApiToken, Merchant, User
 
@@ -59,19 +58,7 @@ def _password(from_stdin: bool) -> tuple[str, bool]:
 
 def run(args: argparse.Namespace, engine: Engine) -> int:
     """One command; a refusal prints why and exits 2 with nothing written."""
-    actor = f"cli:{getpass.getuser()}"
-    now = int(time.time())
-    with Session(engine) as db:
-        try:
-            out = _run(args, db, actor, now)
-            db.commit()
-        except auth.AuthError as exc:
-            db.rollback()
-            print(f"hub {args.command}: {exc.message}", file=sys.stderr)
-            return 2
-    for line in out:
-        print(line)
-    return 0
+    return run_change(args, engine, _run)
 
 
 def _user(db: Session, username: str) -> User:
@@ -95,8 +82,10 @@ def _run(args: argparse.Namespace, db: Session, actor: str, now: int) -> list[st
         audit(db, actor, now, "password", user, user.username, None)
         return [f"user {user.username}: password changed"] + ([f"password: {password}"] if generated else [])
     if command == "user":
-        return [f"{u.id}\t{u.username}\t{u.role}\t{u.shop_id or (u.merchant_id or '')}\t{'' if u.active else 'inactive'}"
-                for u in db.exec(select(User).order_by(col(User.id)))]
+        return [
+            f"{u.id}\t{u.username}\t{u.role}\t{u.shop_id or (u.merchant_id or '')}\t{'' if u.active else 'inactive'}"
+            for u in db.exec(select(User).order_by(col(User.id)))
+        ]
     if command == "token" and action == "add":
         secret = auth.add_token(db, _user(db, args.username), args.name, now)
         return [secret]
@@ -109,13 +98,17 @@ def _run(args: argparse.Namespace, db: Session, actor: str, now: int) -> list[st
         return [f"token {args.id} revoked"]
     if command == "token":
         names = {u.id: u.username for u in db.exec(select(User))}
-        return [f"{t.id}\t{names.get(t.user_id, '?')}\t{t.name}\t{'revoked' if t.revoked else 'active'}"
-                for t in db.exec(select(ApiToken).order_by(col(ApiToken.id)))]
+        return [
+            f"{t.id}\t{names.get(t.user_id, '?')}\t{t.name}\t{'revoked' if t.revoked else 'active'}"
+            for t in db.exec(select(ApiToken).order_by(col(ApiToken.id)))
+        ]
     if command == "merchant" and action == "add":
         merchant = new_merchant(db, actor, now, args.name)
         return [f"merchant {merchant.id}: {merchant.name} (awaiting approval)"]
     if command == "merchant" and action in ("approve", "suspend"):
         merchant = approve_merchant(db, actor, now, args.id, action == "approve")
         return [f"merchant {merchant.id}: {'approved' if merchant.approved else 'suspended'}"]
-    return [f"{m.id}\t{m.name}\t{'approved' if m.approved else 'awaiting approval'}"
-            for m in db.exec(select(Merchant).order_by(col(Merchant.id)))]
+    return [
+        f"{m.id}\t{m.name}\t{'approved' if m.approved else 'awaiting approval'}"
+        for m in db.exec(select(Merchant).order_by(col(Merchant.id)))
+    ]

@@ -7,12 +7,14 @@ import getpass
 import json
 import sys
 import time
+from collections.abc import Callable
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub import masterdata as md
 from hub.models import MemberCategory, Product, ProductCategory, Shop, Tier
+from hub.refusal import Refusal
 
 COMMANDS = ("shop", "product", "price", "prices", "tier", "member-category", "param", "audit")
 
@@ -77,18 +79,25 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, engine: Engine) -> int:
     """Run one master-data command; a refused change prints why and exits 2, with nothing written."""
+    return run_change(args, engine, _run)
+
+
+def run_change(
+    args: argparse.Namespace, engine: Engine, work: Callable[[argparse.Namespace, Session, str, int], list[str]]
+) -> int:
+    """One CLI change in one transaction, as cli:<unix user>: its lines printed, or why it was refused (exit 2)."""
     actor = f"cli:{getpass.getuser()}"
     now = int(time.time())
     with Session(engine) as db:
         try:
-            out = _run(args, db, actor, now)
+            out = work(args, db, actor, now)
             db.commit()
-        except md.MasterDataError as exc:
+        except Refusal as exc:
             db.rollback()
             print(f"hub {args.command}: {exc.message}", file=sys.stderr)
             return 2
-        for line in out:
-            print(line)
+    for line in out:
+        print(line)
     return 0
 
 
@@ -108,8 +117,10 @@ def _run(args: argparse.Namespace, db: Session, actor: str, now: int) -> list[st
         return [f"product {product.id}: {product.name}"]
     if command == "product":
         names = {c.id: c.name for c in db.exec(select(ProductCategory))}
-        return [f"{p.id}\t{p.name}\t{names.get(p.category_id, '')}\t{'' if p.active else 'inactive'}"
-                for p in db.exec(select(Product).order_by(col(Product.id)))]
+        return [
+            f"{p.id}\t{p.name}\t{names.get(p.category_id, '')}\t{'' if p.active else 'inactive'}"
+            for p in db.exec(select(Product).order_by(col(Product.id)))
+        ]
     if command == "price":
         prices: dict[int, int] = {}
         for pair in args.prices:
@@ -146,5 +157,4 @@ def _run(args: argparse.Namespace, db: Session, actor: str, now: int) -> list[st
         values = md.params(db)
         return [f"{key} = {values[key]}\t({spec[3]})" for key, spec in sorted(md.PARAMS.items())]
     entries = md.audit_log(db, args.entity, args.key, args.limit)
-    return [f"{e.time}\t{e.actor}\t{e.action}\t{e.entity} {e.entity_key}\t{e.before or '-'} -> {e.after or '-'}"
-            for e in entries]
+    return [f"{e.time}\t{e.actor}\t{e.action}\t{e.entity} {e.entity_key}\t{e.before or '-'} -> {e.after or '-'}" for e in entries]
