@@ -53,12 +53,12 @@ PINS = {
 KEYMAP = [
     ["1", "2", "3", "CANCEL", "POINTS"],
     ["4", "5", "6", "CLEAR", "CASH"],
-    ["7", "8", "9", "ENTER", ""],
+    ["7", "8", "9", "ENTER", "COUPON"],
     ["*", "0", "", "OK", ""],
 ]
 """Default key names by [row][column]; '' where the matrix has no key. config.json "keymap" overrides."""
 
-KEYS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "ENTER", "OK", "CANCEL", "CLEAR", "POINTS", "CASH")
+KEYS = ("0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "*", "ENTER", "OK", "CANCEL", "CLEAR", "POINTS", "CASH", "COUPON")
 
 UNIX_FROM_2000 = 946684800
 """Seconds from 1970-01-01 to 2000-01-01 (UTC)."""

@@ -60,8 +60,10 @@ class CardService:
 
         copies = {}
         torn = []
+        coupons = ident.get("coupons")
         for copy in ("A", "B"):
-            blocks = self._read(uid, layout.PURSE_BLOCKS[copy])
+            numbers = layout.PURSE_BLOCKS[copy]  # type: tuple
+            blocks = self._read(uid, numbers + (numbers[0] + 2,) if coupons else numbers)
             copies[copy] = layout.decode_purse(self.master, uid, ident["card_no"], copy, blocks)
             if copies[copy] is None and not layout.is_empty_copy(blocks):
                 torn.append(copy)
@@ -73,7 +75,14 @@ class CardService:
             "copies": copies,
             "write_copy": write_copy,
             "torn": torn,
+            "slots": self._slots(uid) if coupons else None,
         }
+
+    def _slots(self, uid: bytes) -> list:
+        # Loaded only for a card with coupons: each module costs the handheld heap (tests/test_budget.py).
+        from firmware.coupons import coupon_slots
+
+        return coupon_slots(self, uid)[0]
 
     def _classify_foreign(self, uid: bytes) -> Exception:
         """Our keys failed: a factory-blank card, or a card of another system."""
@@ -101,8 +110,14 @@ class CardService:
         """Write purse into the older copy, then read it back; CardLost when it did not stick."""
         uid = card["uid"]
         copy = card["write_copy"]
+        if "ext" not in purse and "ext" in card["purse"]:
+            purse["ext"] = card["purse"]["ext"]  # every purse write keeps the coupons' used marks
         data = layout.encode_purse(self.master, uid, card["ident"]["card_no"], copy, purse)
-        self._write(uid, layout.PURSE_BLOCKS[copy], data)
+        blocks = layout.PURSE_BLOCKS[copy]  # type: tuple
+        if card["ident"].get("coupons"):  # data, marks, then the MAC: the copy is valid only once all are in
+            blocks = (blocks[0], layout.PURSE_BLOCKS[copy][0] + 2, blocks[1])
+            data = [data[0], purse.get("ext") or bytes(16), data[1]]
+        self._write(uid, blocks, data)
 
     def write_identity(self, card: dict, ident: dict) -> None:
         """Write a new identity (blocked flag, tier, actions applied): header, member, MAC; then read it back."""

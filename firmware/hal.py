@@ -85,7 +85,7 @@ class Display:
 
 
 class Keypad:
-    """Key names: '0'-'9', '*', 'ENTER', 'OK', 'CANCEL', 'CLEAR', 'POINTS', 'CASH'."""
+    """Key names: '0'-'9', '*', 'ENTER', 'OK', 'CANCEL', 'CLEAR', 'POINTS', 'CASH', 'COUPON'."""
 
     def get_key(self) -> str | None:
         """The next key pressed, or None when no key is waiting."""

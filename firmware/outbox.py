@@ -10,8 +10,9 @@ from protocol.sync import MAX_BATCH
 class Outbox:
     """A view over the journal; deleting happens only through acknowledge()."""
 
-    def __init__(self, journal):
+    def __init__(self, journal, on_synced=None):
         self.journal = journal
+        self.on_synced = on_synced  # () -> None: the hub has every record
         self.sent_seq = journal.acked
         self._offset = journal.acked_offset
         self._generation = journal.generation
@@ -64,3 +65,5 @@ class Outbox:
     def acknowledge(self, seq: int) -> None:
         """The hub committed every record up to seq (a cumulative acknowledgement)."""
         self.journal.acknowledge(seq)
+        if self.on_synced is not None and seq >= self.journal.next_seq - 1:
+            self.on_synced()

@@ -92,6 +92,9 @@ def sale_record(card: dict, quote: dict, split: dict, price_list_version: int, f
         "discount": quote["discount"],
         "total": quote["total"],
     }
+    if "coupon" in quote:
+        record["coupon"] = quote["coupon"]
+        record["coupon_value"] = quote["coupon_value"]
     for key in split:
         record[key] = split[key]
     return record
@@ -134,14 +137,19 @@ def action_record(card: dict, action: list) -> dict | None:
     """The record of a card action [id, card, number, kind, amount, points, tier]; None when the card cannot take it.
 
     A tier change writes the identity only (counter unchanged); a top-up or a
-    transfer writes the identity, then the purse (counter + 1).
+    transfer writes the identity, then the purse (counter + 1). Points never go
+    below zero: a deduction beyond what the card holds takes all it holds, and the
+    record's points say what was taken (the hub books the rest as a debt).
     """
     purse = card["purse"]
     kind = action[3]
-    money = kind != "tier"
+    money = kind != "tier" and kind != "coupon"  # a coupon goes into its slot, not the purse
     balance = purse["balance"] + (action[4] if money else 0)
-    points = purse["points"] + (action[5] if money else 0)
-    if balance < 0 or balance > 0x7FFFFFFF or points < 0 or points > 0xFFFFFFFF:
+    delta = action[5] if money else 0
+    if purse["points"] + delta < 0:
+        delta = -purse["points"]
+    points = purse["points"] + delta
+    if balance < 0 or balance > 0x7FFFFFFF or points > 0xFFFFFFFF:
         return None
     return {
         "kind": "action",
@@ -151,7 +159,7 @@ def action_record(card: dict, action: list) -> dict | None:
         "action": action[0],
         "number": action[2],
         "amount": action[4] if money else 0,
-        "points": action[5] if money else 0,
+        "points": delta,
         "tier": action[6] if kind == "tier" else card["ident"]["tier"],
         "counter_before": purse["counter"],
         "counter_after": purse["counter"] + (1 if money else 0),

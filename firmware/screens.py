@@ -34,11 +34,16 @@ def render(state: str, ctx: dict, info: dict) -> list:
     elif state == sale.CONFIRM:
         quote = ctx["quote"]
         split = ctx["split"]
+        if ctx.get("message"):  # the lease does not allow the stored value (terminal._commit)
+            lines = ["Total %s" % format_money(quote["total"]), "Network needed:", ctx["message"], "CASH: pay cash"]
+            return [_fit(line) for line in lines]
+        # The coupon staff picked: what it takes off, or (a text instead of cents) why the card refuses it.
+        off = quote.get("coupon_value")
         lines = [
             "Total %s" % format_money(quote["total"]),
             "Disc %s Pts -%d" % (format_money(quote["discount"]), split["points_redeemed"]),
             "Card %s Cash %s" % (format_money(split["stored_value"]), format_money(split["cash"])),
-            "OK pay  CANCEL back",
+            "OK pay  CANCEL back" if off is None else off if isinstance(off, str) else "Coupon -" + format_money(off),
         ]
     elif state in (sale.CARD_WRITTEN, sale.JOURNALED):
         lines = ["Writing card...", "Keep card on reader"]

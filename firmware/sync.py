@@ -145,8 +145,9 @@ class SyncLoop:
         try:
             acked = decode_ack(payload)
             if acked > self.journal.acked:
-                self.outbox.acknowledge(acked)
                 self.ack_at = now
+            if acked >= self.journal.acked:  # one that moves nothing still says the hub has everything up to it
+                self.outbox.acknowledge(acked)
         except (SyncError, ValueError) as exc:
             if self.on_event:
                 self.on_event("bad_ack", str(exc))

@@ -2,7 +2,8 @@
 
 All decisions are in sale.py, protocol/ and screens.py; this module reads keys
 and cards, writes the journal and the card, and shows screens. What the hub sends
-down (a new price list, hotlist changes, card actions) comes in through downlink().
+down (a new price list, hotlist changes, card actions, the offline lease) comes in
+through downlink(). Stored value is taken only within the lease (firmware/downlinks.py).
 """
 
 import json
@@ -49,10 +50,11 @@ class Terminal:
         self.keypad = keypad
         self.device_id = config["device_id"]
         self.journal = Journal(flash, self.device_id)
-        self.outbox = Outbox(self.journal)
-        self.cards = CardService(reader, bytes.fromhex(config["master_key"]))
+        self.outbox = Outbox(self.journal, self._synced)
+        master = bytes.fromhex(config["master_key"])
+        self.cards = CardService(reader, master)
         self.price_list = None  # type: PriceList | None
-        self.downlinks = Downlinks(flash)
+        self.downlinks = Downlinks(flash, master, self.device_id)
         self.state = sale.IDLE
         self.ctx = {}  # type: dict
         self.last_uid = None  # type: bytes | None
@@ -66,7 +68,7 @@ class Terminal:
         for code, message in self.journal.open():
             self.event(code, message)
         self._load_prices()
-        self.downlinks.load()
+        self.downlinks.load(self.journal)
         self._start_reader()
         if self.journal.pending_sales:
             self.notice = "Unfinished sale: tap"
@@ -97,6 +99,7 @@ class Terminal:
             "prices": self.price_list.version if self.price_list else 0,
             "hotlist": d.hotlist_version,
             "actions": d.actions_version,
+            "lease": d.lease[0] if d.lease else 0,
         }
 
     def downlink(self, topic: str, payload: bytes) -> bool:
@@ -119,6 +122,9 @@ class Terminal:
         except OSError as exc:
             self.event("downlink_not_stored", "%s: %s" % (kind, exc))
         return False
+
+    def _synced(self) -> None:
+        self.downlinks.synced(self.clock.time())
 
     def _reader_fault(self, exc: Exception) -> None:
         # Journal a fault once when it starts, not on every poll while it lasts.
@@ -220,6 +226,7 @@ class Terminal:
             "message": message,
             "redeem": False,
             "use_stored_value": True,
+            "coupon": -1,  # the slot staff picked with COUPON
             "tier_name": self.price_list.tier_name(card["ident"]["tier"]),
         }
         self.go("read_ok")
@@ -276,6 +283,16 @@ class Terminal:
             ident["actions"] = record["number"]
             ident["tier"] = record["tier"]
             try:
+                if len(action) > 7:
+                    # A coupon goes into its slot before the number: a cut leaves it due, and it is not put twice.
+                    from firmware.coupons import put_coupon
+
+                    if not put_coupon(self.cards, card, action[7], record["time"] // 86400):
+                        self._settle(record, "voided", "no free coupon slot")
+                        self.event("bad_action", "action %d: no free coupon slot" % action[0], card["uid"])
+                        self.downlinks.done(action)
+                        continue
+                    ident["coupons"] = True
                 # The number first: no handheld applies the action again, even if the purse write is cut.
                 self.cards.write_identity(card, ident)
                 if record["counter_after"] != record["counter_before"] and not self._write_action_purse(card, record):
@@ -424,15 +441,34 @@ class Terminal:
         ctx["quote"] = quote(ctx["prices"], ctx["lines"], ctx["card"]["ident"]["tier"])
         ctx["subtotal"] = ctx["quote"]["subtotal"]
         redeem = purse["points"] if ctx["redeem"] else 0
+        q = ctx["quote"]
+        i = ctx["coupon"]
+        if i >= 0:  # the coupon staff picked, or why the card refuses it (the sale goes on without it)
+            from protocol.coupon import apply
+
+            try:
+                q = apply(ctx["prices"], q, ctx["card"]["slots"][i], purse.get("ext"), i, self.clock.time() // 86400)
+            except PricingError as exc:
+                q = dict(q)
+                q["coupon_value"] = exc.message
+            ctx["quote"] = q
         ctx["split"] = settle(
-            ctx["prices"], ctx["quote"]["total"], purse["balance"], purse["points"], redeem, ctx["use_stored_value"]
+            ctx["prices"], q["total"], purse["balance"], purse["points"], redeem, ctx["use_stored_value"],
+            ctx["card"]["ident"]["tier"], q.get("excluded", 0),
         )
 
     def _confirm_key(self, key: str) -> None:
+        self.ctx["message"] = ""
         if key == "POINTS":
             self.ctx["redeem"] = not self.ctx["redeem"]
         elif key == "CASH":
             self.ctx["use_stored_value"] = not self.ctx["use_stored_value"]
+        elif key == "COUPON":  # the next coupon on the card, then none
+            slots = self.ctx["card"]["slots"] or []
+            i = self.ctx["coupon"] + 1
+            while i < len(slots) and slots[i] is None:
+                i += 1
+            self.ctx["coupon"] = i if i < len(slots) else -1
         elif key == "CANCEL":
             self.go("back")
             return
@@ -448,6 +484,15 @@ class Terminal:
         """Journal the sale, write the card, journal the outcome, show the receipt."""
         ctx = self.ctx
         card = ctx["card"]
+        card_no = card["ident"]["card_no"]
+        stored_value = ctx["split"]["stored_value"]
+        why = self.downlinks.refusal(card_no, stored_value, self.clock.time())
+        if why:
+            # Staff can switch to cash (CASH) and go on; HQ sees why the card was not used.
+            self.event("lease_limit", why, card["uid"])
+            ctx["message"] = why  # the confirm screen says it instead of its prompt
+            self.show()
+            return
         # The version of the list this sale was priced with, even if a newer one arrived meanwhile.
         record = sale.sale_record(card, ctx["quote"], ctx["split"], ctx["prices"].version, FIRMWARE_VERSION)
         try:
@@ -455,9 +500,14 @@ class Terminal:
         except OSError as exc:
             self.refuse("Journal full: sync first (%s)" % exc)
             return
-        tag = layout.txn_tag(self.device_id, record["seq"])
+        self.downlinks.spent(card_no, stored_value, record["time"])
+        purse = sale.purse_after(record, layout.txn_tag(self.device_id, record["seq"]))
+        if "coupon" in record:  # used in the same copy as the money (docs/coupons.md)
+            from protocol.coupon import mark
+
+            purse["ext"] = mark(card["purse"].get("ext"), ctx["coupon"], record["coupon"])
         try:
-            self.cards.write_purse(card, sale.purse_after(record, tag))
+            self.cards.write_purse(card, purse)
         except ReaderError as exc:
             self._card_lost(card, record, exc)
             return

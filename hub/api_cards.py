@@ -13,13 +13,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlmodel import Session, SQLModel
+from sqlmodel import Session
 
 from hub import cards, issuance
 from hub.auth import ADMIN, MEMBER, SHOP_MANAGER, Gate, Principal
 from hub.cards import CardOpError
 from hub.models import CardAction, IssueAttempt
-from hub.refusal import refused
+from hub.refusal import commit_or_refuse, refused
 
 
 class ReadersOut(BaseModel):
@@ -100,17 +100,7 @@ def card_routes(db_dependency: Callable[..., Any], gate: Gate, master: Callable[
     def now() -> int:
         return int(gate.clock())
 
-    def change(db: Session, work: Callable[[], Any]) -> Any:
-        """Run one change and commit it, or answer why it was refused with nothing written."""
-        try:
-            out = work()
-            db.commit()
-        except CardOpError as exc:
-            db.rollback()
-            return refused(exc)
-        if isinstance(out, SQLModel):
-            db.refresh(out)
-        return out
+    change = commit_or_refuse
 
     @api.get("/readers", response_model=ReadersOut)
     def readers(who: Admin) -> Any:

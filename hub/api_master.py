@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
-from sqlmodel import Session, SQLModel, col, select
+from sqlmodel import Session, col, select
 
 from hub import masterdata as md
 from hub.auth import ADMIN, MERCHANT, SHOP_MANAGER, Gate, Principal
@@ -31,7 +31,7 @@ from hub.models import (
     Shop,
     Tier,
 )
-from hub.refusal import refused
+from hub.refusal import commit_or_refuse, refused
 
 
 class ShopIn(BaseModel):
@@ -42,6 +42,7 @@ class ShopIn(BaseModel):
 
 class CategoryIn(BaseModel):
     name: str
+    earns_points: bool | None = Field(default=None, description="false: its products earn no points; absent: unchanged")
 
 
 class ProductIn(BaseModel):
@@ -75,6 +76,7 @@ class MemberCategoryIn(BaseModel):
 class TierIn(BaseModel):
     name: str
     discount_bps: int = Field(description="basis points: 500 is 5 %")
+    points_bps: int = Field(default=10000, description="points multiplier in basis points: 10000 earns x1, 15000 x1.5")
 
 
 class ParamIn(BaseModel):
@@ -110,18 +112,7 @@ def master_routes(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:
     Catalogue = Annotated[Principal, Depends(gate.require(ADMIN, SHOP_MANAGER, MERCHANT))]
     ProductEditor = Annotated[Principal, Depends(gate.require(ADMIN, MERCHANT))]
 
-    def change(db: Session, work: Callable[[], Any]) -> Any:
-        """Run one change and commit it, or answer why it was refused with nothing written."""
-        try:
-            out = work()
-            db.commit()
-        except md.MasterDataError as exc:
-            db.rollback()
-            return refused(exc)
-        for row in out if isinstance(out, tuple) else (out,):
-            if isinstance(row, SQLModel):
-                db.refresh(row)  # the commit expired it; the answer shows it as stored
-        return out
+    change = commit_or_refuse
 
     def own_shop(who: Principal, shop_id: str) -> None:
         if not who.may_see_shop(shop_id):
@@ -141,11 +132,13 @@ def master_routes(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:
 
     @api.post("/product-categories", response_model=ProductCategory, status_code=201)
     def add_category(body: CategoryIn, db: Db, who: Admin) -> Any:
-        return change(db, lambda: md.save_category(db, who.name, int(time.time()), body.name))
+        return change(db, lambda: md.save_category(db, who.name, int(time.time()), body.name,
+                                                       earns_points=body.earns_points))
 
     @api.put("/product-categories/{category_id}", response_model=ProductCategory)
     def put_category(category_id: int, body: CategoryIn, db: Db, who: Admin) -> Any:
-        return change(db, lambda: md.save_category(db, who.name, int(time.time()), body.name, category_id))
+        return change(db, lambda: md.save_category(db, who.name, int(time.time()), body.name, category_id,
+                                                       body.earns_points))
 
     @api.get("/products", response_model=list[Product])
     def products(db: Db, who: Catalogue, active: bool | None = None) -> list[Product]:
@@ -233,7 +226,8 @@ def master_routes(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:
 
     @api.put("/tiers/{tier}", response_model=Tier)
     def put_tier(tier: int, body: TierIn, db: Db, who: Admin) -> Any:
-        return change(db, lambda: md.save_tier(db, who.name, int(time.time()), tier, body.name, body.discount_bps))
+        return change(db, lambda: md.save_tier(db, who.name, int(time.time()), tier, body.name, body.discount_bps,
+                                                   body.points_bps))
 
     @api.get("/params")
     def params(db: Db, who: Staff) -> dict[str, dict[str, Any]]:

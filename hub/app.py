@@ -14,8 +14,11 @@ from sqlmodel import Session, col, select
 from hub import pages
 from hub.api_auth import auth_routes, install_refusal_pages, login_pages
 from hub.api_cards import card_routes
+from hub.api_coupons import coupon_routes
+from hub.api_loyalty import loyalty_routes
 from hub.api_master import master_routes
 from hub.api_members import member_routes
+from hub.api_plans import plan_routes
 from hub.auth import ADMIN, MEMBER, SHOP_MANAGER, Gate, Principal, document_roles
 from hub.downlinks import Latest, behind, latest_versions
 from hub.models import Anomaly, Card, CardStock, Device, Sale, SaleLine
@@ -204,6 +207,9 @@ def create_app(
     api.include_router(auth_routes(session, gate))
     api.include_router(card_routes(session, gate))
     api.include_router(member_routes(session, gate))
+    api.include_router(plan_routes(session, gate))
+    api.include_router(loyalty_routes(session, gate))
+    api.include_router(coupon_routes(session, gate))
     app.include_router(api)
     app.include_router(login_pages(gate))
     app.include_router(card_pages(session, gate))

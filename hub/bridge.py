@@ -8,7 +8,8 @@ hub acknowledges it.
 
 A second thread sends the downlinks (hub.downlinks): every second, and at once when
 a device's status arrives, each online device that is behind on its shop's price
-list, the hotlist or the card actions gets what it lacks. It never holds up ingest.
+list, the hotlist, the card actions or its offline lease gets what it lacks (leases are
+issued first, when their terms changed: hub.lease). It never holds up ingest.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from sqlmodel import Session, col
 from sqlmodel import select as select_rows
 
 from hub import downlinks
+from hub import lease as leases
 from hub.ingest import DEVICES, Ingestor
 from hub.models import Device
 from protocol import downlink as dl
@@ -41,7 +43,7 @@ STATUS = "terminals/+/up/status"
 DOWNLINK_POLL_S = 1.0  # how often the hub looks for new versions HQ made
 RESEND_S = 30.0  # a downlink the device has not confirmed (by its status) after this long goes again
 STATUS_VERSIONS = (("firmware", "firmware"), ("head", "head_seq"), ("prices", "prices_version"),
-                   ("hotlist", "hotlist_version"), ("actions", "actions_version"))
+                   ("hotlist", "hotlist_version"), ("actions", "actions_version"), ("lease", "lease_version"))
 
 
 @dataclass
@@ -72,8 +74,10 @@ class Bridge:
         password: str,
         batch: int = 500,
         now: Callable[[], int] = lambda: int(time.time()),
+        lease_master: bytes | None = None,
     ) -> None:
         self.engine = engine
+        self.lease_master = lease_master  # HQ's master key signs the devices' leases; None: no leases sent
         self.ingestor = Ingestor(engine, now)
         self.now = now
         self.batch = batch
@@ -236,6 +240,8 @@ class Bridge:
         now = time.monotonic()
         out: list[tuple[str, str, bytes]] = []
         with Session(self.engine) as db:
+            if self.lease_master is not None and leases.issue_all(db, self.lease_master, self.now()):
+                db.commit()
             latest = downlinks.latest_versions(db)
             for device in db.exec(select_rows(Device).where(col(Device.online).is_(True))):
                 for kind, (have, newest) in downlinks.behind(device, latest).items():

@@ -32,6 +32,7 @@ from hub.models import (
     Sale,
 )
 from hub.refusal import Refusal
+from hub.stored_value import bonus_for, record_bonus
 from protocol import card as layout
 from protocol import cardno
 from protocol.pricing import format_money
@@ -410,10 +411,13 @@ def topup(db: Session, actor: str, now: int, card_no: str, amount: int) -> CardA
     if type(amount) is not int or not 1 <= amount <= MAX_TOPUP:
         raise CardOpError("bad_amount", f"a top-up is 0.01 to {format_money(MAX_TOPUP)}, got "
                           f"{format_money(amount) if type(amount) is int else repr(amount)}")
+    bonus, rules = bonus_for(db, amount, now)  # the card gets paid + bonus; HQ's cash is what was paid
     pending = sum(a.amount for a in pending_actions(db, card.card_no))
-    if card.balance + pending + amount > layout.MAX_BALANCE:
+    if card.balance + pending + amount + bonus > layout.MAX_BALANCE:
         raise CardOpError("bad_amount", "the card cannot hold that much stored value")
-    action = queue_action(db, card.card_no, "topup", now, actor, amount=amount, note="paid at HQ")
+    action = queue_action(db, card.card_no, "topup", now, actor, amount=amount + bonus,
+                          note=f"paid at HQ; bonus {format_money(bonus)}" if bonus else "paid at HQ")
+    record_bonus(db, action, amount, bonus, rules, now)
     db.add(LedgerEntry(time=now, device_id=HQ_DEVICE, seq=action.id or 0, card_no=card.card_no, account="cash",
                        amount=amount, memo=f"topup #{action.number} paid at HQ"))
     audit(db, actor, now, "topup", action, f"{card.card_no}#{action.number}", None)

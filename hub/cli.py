@@ -14,7 +14,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub import broker as mosquitto
-from hub import cli_auth, cli_cards, cli_master, cli_members
+from hub import cli_auth, cli_cards, cli_coupons, cli_jobs, cli_loyalty, cli_master, cli_members, cli_plans
 from hub.cli_cards import make_card_batch  # noqa: F401  (scripts and tests import it from here)
 from hub.db import make_engine, migrate
 from hub.models import Device
@@ -91,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     cli_master.add_parsers(sub)
     cli_auth.add_parsers(sub)
     cli_cards.add_parsers(sub)
+    cli_plans.add_parsers(sub)
+    cli_loyalty.add_parsers(sub)
+    cli_coupons.add_parsers(sub)
+    cli_jobs.add_parsers(sub)
     sub.add_parser("roles", help="every API route and page with the roles that may use it (docs/roles.md)")
     bench = sub.add_parser("bench", help="benchmarks of the hub")
     bsub = bench.add_subparsers(dest="action", required=True)
@@ -117,6 +121,14 @@ def main(argv: list[str] | None = None) -> int:
         return cli_auth.run(args, open_db(settings))
     if args.command in cli_cards.COMMANDS:
         return cli_cards.run(args, open_db(settings))
+    if args.command in cli_plans.COMMANDS:
+        return cli_plans.run(args, open_db(settings))
+    if args.command in cli_loyalty.COMMANDS:
+        return cli_loyalty.run(args, open_db(settings))
+    if args.command in cli_coupons.COMMANDS:
+        return cli_coupons.run(args, open_db(settings))
+    if args.command in cli_jobs.COMMANDS:
+        return cli_jobs.run(args, open_db(settings))
     if args.command == "roles":
         from hub.app import create_app
         from hub.auth import roles_table
@@ -216,13 +228,22 @@ def _serve(settings: Settings, no_mqtt: bool) -> int:
             settings.mqtt_user,
             hub_password(settings),
             batch=settings.ingest_batch,
+            lease_master=master_key(settings),
         )
         bridge.start()
     app = create_app(engine, (lambda: bridge.stats.connected) if bridge else (lambda: None), bridge.counters if bridge else dict)
+    ticker = None
+    if settings.scheduler:  # the scheduled jobs (hub.scheduler) with the wall clock, every minute
+        from hub.scheduler import Ticker
+
+        ticker = Ticker(engine)
+        ticker.start()
     print(f"hub dashboard: http://{settings.http_host}:{settings.http_port}/", flush=True)
     try:
         uvicorn.run(app, host=settings.http_host, port=settings.http_port, log_level="warning")
     finally:
+        if ticker:
+            ticker.stop()
         if bridge:
             bridge.stop()
     return 0

@@ -36,6 +36,9 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-discount", action="store_true", help="tier discounts do not apply (gift cards, tobacco...)")
     p.add_argument("--inactive", action="store_true", help="no longer sold")
     product.add_parser("list")
+    pc = product.add_parser("category", help="add a product category or set whether its products earn points")
+    pc.add_argument("name")
+    pc.add_argument("--no-points", action="store_true", help="what is paid for its products earns no points")
 
     price = sub.add_parser("price", help="price lists").add_subparsers(dest="action", required=True)
     a = price.add_parser("add", help="a new price list: ITEM=PRICE ... (e.g. 101=2.50)")
@@ -55,6 +58,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     t.add_argument("number", type=int, help="0-255, written on the card")
     t.add_argument("--name", required=True)
     t.add_argument("--discount-bps", type=int, required=True, help="basis points: 500 is 5 %%")
+    t.add_argument("--points-bps", type=int, default=10000, help="points multiplier in basis points: 10000 earns x1")
     tier.add_parser("list")
 
     category = sub.add_parser("member-category", help="member categories (card types)")
@@ -115,6 +119,10 @@ def _run(args: argparse.Namespace, db: Session, actor: str, now: int) -> list[st
             category_id = (found or md.save_category(db, actor, now, args.category)).id
         product = md.save_product(db, actor, now, args.id, args.name, category_id, not args.no_discount, not args.inactive)
         return [f"product {product.id}: {product.name}"]
+    if command == "product" and action == "category":
+        found = db.exec(select(ProductCategory).where(ProductCategory.name == args.name.strip())).first()
+        saved = md.save_category(db, actor, now, args.name, found.id if found else None, not args.no_points)
+        return [f"category {saved.id}: {saved.name}, {'earns points' if saved.earns_points else 'earns no points'}"]
     if command == "product":
         names = {c.id: c.name for c in db.exec(select(ProductCategory))}
         return [
@@ -141,8 +149,8 @@ def _run(args: argparse.Namespace, db: Session, actor: str, now: int) -> list[st
             raise md.MasterDataError("not_published", f"no price list published for shop {args.shop!r}")
         return [json.dumps(json.loads(latest.doc), indent=2)]
     if command == "tier" and action == "set":
-        tier = md.save_tier(db, actor, now, args.number, args.name, args.discount_bps)
-        return [f"tier {tier.id}: {tier.name}, {tier.discount_bps} bps"]
+        tier = md.save_tier(db, actor, now, args.number, args.name, args.discount_bps, args.points_bps)
+        return [f"tier {tier.id}: {tier.name}, {tier.discount_bps} bps, points x{tier.points_bps / 10000:g}"]
     if command == "tier":
         return [f"{t.id}\t{t.name}\t{t.discount_bps} bps" for t in db.exec(select(Tier).order_by(col(Tier.id)))]
     if command == "member-category" and action == "set":

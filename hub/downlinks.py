@@ -4,7 +4,8 @@ A device reports the versions it holds (its status message; hub.bridge stores th
 on Device). Against the newest ones: a shop's price list newer than the device's
 goes down whole; hotlist changes after the device's version go down as a delta
 (only each card's last change, in chunks); pending card actions with an id after
-the device's version go down as a delta too. The functions that decide are pure;
+the device's version go down as a delta too; the device's offline lease (hub.lease)
+goes down whole when the hub issued a newer one. The functions that decide are pure;
 messages() and latest_versions() read the database; hub.bridge publishes.
 """
 
@@ -17,7 +18,8 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from hub.models import CardAction, Device, HotlistEntry, PublishedPrices
+from hub.coupons import action_terms
+from hub.models import CardAction, Device, HotlistEntry, Lease, PublishedPrices
 from protocol import downlink as dl
 
 log = logging.getLogger("hub.downlinks")
@@ -29,26 +31,30 @@ ACTIONS_CHUNK = 25  # actions per message (about 50 bytes each)
 
 @dataclass
 class Latest:
-    """The newest version of each downlink: per shop for prices, one for the hotlist and the actions."""
+    """The newest version of each downlink: per shop for prices, per device for leases, one for the hotlist and the actions."""
 
     prices: dict[str, int] = field(default_factory=dict)
     hotlist: int = 0
     actions: int = 0
+    leases: dict[str, int] = field(default_factory=dict)
 
-    def of(self, kind: str, shop: str) -> int:
+    def of(self, kind: str, shop: str, device: str = "") -> int:
+        if kind == dl.LEASE:
+            return self.leases.get(device, 0)
         return self.prices.get(shop, 0) if kind == dl.PRICES else self.hotlist if kind == dl.HOTLIST else self.actions
 
 
 def held(device: Device) -> dict[str, int]:
     """The versions the device last said it holds."""
-    return {dl.PRICES: device.prices_version, dl.HOTLIST: device.hotlist_version, dl.ACTIONS: device.actions_version}
+    return {dl.PRICES: device.prices_version, dl.HOTLIST: device.hotlist_version, dl.ACTIONS: device.actions_version,
+            dl.LEASE: device.lease_version}
 
 
 def behind(device: Device, latest: Latest) -> dict[str, list[int]]:
     """kind -> [version held, newest version] for each downlink the device lacks the newest of."""
     out = {}
     for kind, have in held(device).items():
-        newest = latest.of(kind, device.shop)
+        newest = latest.of(kind, device.shop, device.id)
         if have < newest:
             out[kind] = [have, newest]
     return out
@@ -76,12 +82,14 @@ def hotlist_messages(have: int, newest: int, entries: list[HotlistEntry]) -> lis
     return out
 
 
-def action_row(a: CardAction) -> list[Any]:
-    """One action as the downlink carries it."""
-    return [a.id, a.card_no, a.number, a.kind, a.amount, a.points, a.tier if a.kind == "tier" else -1]
+def action_row(a: CardAction, coupons: dict[int, list[int]] | None = None) -> list[Any]:
+    """One action as the downlink carries it; a coupon action with its coupon (hub.coupons.action_terms) last."""
+    row = [a.id, a.card_no, a.number, a.kind, a.amount, a.points, a.tier if a.kind == "tier" else -1]
+    return row + [coupons[a.id]] if coupons and a.id in coupons else row
 
 
-def actions_messages(have: int, newest: int, pending: list[CardAction]) -> list[tuple[int, bytes]]:
+def actions_messages(have: int, newest: int, pending: list[CardAction],
+                     coupons: dict[int, list[int]] | None = None) -> list[tuple[int, bytes]]:
     """(version reached, payload) of the actions delta: the still-pending actions with ids in (have, newest]."""
     rows = sorted((a for a in pending if a.id is not None and have < a.id <= newest), key=lambda a: a.id or 0)
     out = []
@@ -89,7 +97,7 @@ def actions_messages(have: int, newest: int, pending: list[CardAction]) -> list[
     for i in range(0, max(len(rows), 1), ACTIONS_CHUNK):
         chunk = rows[i : i + ACTIONS_CHUNK]
         to = newest if i + ACTIONS_CHUNK >= len(rows) else int(chunk[-1].id or 0)
-        out.append((to, dl.encode_actions(frm, to, [action_row(a) for a in chunk])))
+        out.append((to, dl.encode_actions(frm, to, [action_row(a, coupons) for a in chunk])))
         frm = to
     return out
 
@@ -104,6 +112,7 @@ def latest_versions(db: Session) -> Latest:
         prices={shop: int(version) for shop, version in prices},
         hotlist=int(db.exec(select(func.max(HotlistEntry.version))).one() or 0),
         actions=int(db.exec(select(func.max(CardAction.id))).one() or 0),
+        leases={device: int(version) for device, version in db.exec(select(Lease.device_id, Lease.version))},
     )
 
 
@@ -121,13 +130,17 @@ def messages(db: Session, device: Device, kind: str, have: int, newest: int) -> 
                       device.shop, doc.version, len(doc.doc), dl.MAX_MESSAGE)
             return []
         return [(doc.version, doc.doc.encode())]
+    if kind == dl.LEASE:
+        lease = db.get(Lease, device.id)
+        return [] if lease is None or lease.version != newest else [(lease.version, lease.doc.encode())]
     if kind == dl.HOTLIST:
         entries = db.exec(select(HotlistEntry).where(col(HotlistEntry.version) > have)).all()
         return hotlist_messages(have, newest, list(entries))
     pending = db.exec(
         select(CardAction).where(col(CardAction.id) > have, col(CardAction.id) <= newest, CardAction.state == "pending")
     ).all()
-    return actions_messages(have, newest, list(pending))
+    coupons = action_terms(db, [a.id for a in pending if a.kind == "coupon" and a.id is not None])
+    return actions_messages(have, newest, list(pending), coupons)
 
 
 def devices_behind(db: Session) -> list[dict[str, Any]]:

@@ -25,7 +25,10 @@ from sqlalchemy.engine import Connection, Engine
 from sqlmodel import Session
 
 from hub.cards import settle_replaced
+from hub.checks import RuleBook
+from hub.coupons import redeem as redeem_coupon
 from hub.models import Anomaly, Card, CardAction, Device, Event, LedgerEntry, Record, Sale, SaleLine
+from hub.points import applied_as_requested, record_debt
 from protocol import record as rec
 from protocol.sync import SyncError, decode_batch
 
@@ -52,7 +55,9 @@ def _t(model: Any) -> Table:
 
 
 DEVICES, RECORDS, SALES, CARDS, ACTIONS = _t(Device), _t(Record), _t(Sale), _t(Card), _t(CardAction)
-SALE_FIELDS = [c.name for c in SALES.columns if c.name not in ("id", "device_id", "seq", "shop", "state")]
+# A sale's coupon fields are filled in by _sale: records of sales without a coupon do not have them.
+SALE_FIELDS = [c.name for c in SALES.columns
+               if c.name not in ("id", "device_id", "seq", "shop", "state", "coupon", "coupon_value")]
 CARD_BY_NO = select(CARDS).where(CARDS.c.card_no == bindparam("no"))
 COMMITTED_PAIR = (
     select(SALES.c.id)
@@ -84,11 +89,12 @@ class Ingestor:
         self.engine = engine
         self.now = now
         self._gaps_reported: set[tuple[str, int]] = set()
+        self.rulebook = RuleBook()  # published rule sets, parsed once per hub process
 
     def ingest(self, messages: list[tuple[str, bytes]]) -> IngestResult:
         """Apply (device from topic, payload) messages in one transaction."""
         with self.engine.begin() as conn:
-            tx = _Tx(conn, self.now(), self._gaps_reported)
+            tx = _Tx(conn, self.now(), self._gaps_reported, self.rulebook)
             for device_id, payload in messages:
                 tx.take(device_id, payload)
             tx.store_and_apply()
@@ -112,8 +118,10 @@ class Ingestor:
 class _Tx:
     """The state of one ingest transaction: rows to write, caches, the result."""
 
-    def __init__(self, conn: Connection, now: int, gaps_reported: set[tuple[str, int]]) -> None:
+    def __init__(self, conn: Connection, now: int, gaps_reported: set[tuple[str, int]], rulebook: RuleBook | None = None) -> None:
         self.conn = conn
+        self.rulebook = rulebook or RuleBook()
+        self.published: dict[str, bool] = {}  # shop -> whether HQ published any rules for it
         self.now = now
         self.gaps_reported = gaps_reported
         self.result = IngestResult()
@@ -255,8 +263,13 @@ class _Tx:
             "seq": record["seq"],
             "shop": shop,
             "state": "pending",
+            "coupon": record.get("coupon", 0),  # only a sale with a coupon has these (hub.coupons)
+            "coupon_value": record.get("coupon_value", 0),
         }
         self.sales[(device_id, record["seq"])] = row
+        # The hub checks the handheld: the sale's figures under the rules it names (hub.checks).
+        for code, detail in self.rulebook.check(self.conn, shop, record, self.published):
+            self.flag(code, detail, device_id, record["seq"], record["card_no"])
         self.rows[SaleLine].extend(
             {"device_id": device_id, "seq": record["seq"], "item": ln["item"], "qty": ln["qty"], "price": ln["price"]}
             for ln in record["lines"]
@@ -322,7 +335,8 @@ class _Tx:
             return
         if row.state == "cancelled":
             self.flag("action_after_cancel", f"action {act['number']} was cancelled at HQ but reached the card", *where)
-        if (row.kind, row.amount, row.points) != (act["act"], act["amount"], act["points"]):
+        # A deduction of points the card could not take in full stops at zero (a debt, below), no mismatch.
+        if (row.kind, row.amount) != (act["act"], act["amount"]) or not applied_as_requested(row.points, act["points"]):
             detail = f"HQ's {row.kind} {row.amount}/{row.points} written as {act['act']} {act['amount']}/{act['points']}"
             self.flag("action_mismatch", detail, *where)
         self.conn.execute(
@@ -338,6 +352,7 @@ class _Tx:
         if card is None:
             self.flag("action_card_unknown", f"card {act['card_no']} is not on the hub", *where)
             return
+        record_debt(self.conn, row, card, act["points"], act["time"])
         card["balance"] += act["amount"]
         card["points"] += act["points"]
         card["tier"] = act["tier"]
@@ -419,6 +434,9 @@ class _Tx:
         self.counters.add((sale["card_no"], sale["counter_after"]))
         card["sales"] += 1
         self.result.sales_committed += 1
+        if sale.get("coupon"):  # the coupon is spent: the card marked it used with this sale's money
+            for code, detail in redeem_coupon(self.conn, sale):
+                self.flag(code, detail, sale["device_id"], sale["seq"], sale["card_no"])
 
     def _repeat(self, sale: dict[str, Any]) -> None:
         detail = f"counter {sale['counter_after']} used twice: cloned or rolled-back card"

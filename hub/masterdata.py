@@ -27,7 +27,7 @@ from hub.models import (
     Tier,
 )
 from hub.refusal import Refusal
-from protocol.pricing import BPS, PricingError
+from protocol.pricing import BPS, MAX_POINTS_BPS, PricingError
 from protocol.pricing import PriceList as ProtocolPriceList
 
 Row = TypeVar("Row", bound=SQLModel)
@@ -40,6 +40,12 @@ SHOP_ID_CHARS = set("abcdefghijklmnopqrstuvwxyz0123456789-_")
 PARAMS: dict[str, tuple[int, int, int, str]] = {
     "points.earn_per_100": (1, 0, 1000, "points a member earns per 100 cents paid (stored value and cash)"),
     "points.point_value": (1, 1, 10000, "cents one point is worth when redeemed"),
+    "lease.expires_after_s": (3 * 86400, 0, 30 * 86400, "seconds a handheld may take stored value after its last sync"),
+    "lease.max_sv_per_sale": (10_000, 0, 0x7FFFFFFF, "cents of stored value one sale may take while offline"),
+    "lease.max_sv_per_card_day": (20_000, 0, 0x7FFFFFFF, "cents of stored value one card may spend a day on a handheld offline"),
+    "lease.max_sv_offline_total": (200_000, 0, 0x7FFFFFFF, "cents of stored value a handheld may take in all between syncs"),
+    "points.validity_days": (365, 0, 3650, "days a lot of earned points lasts before the expiry job takes it (0: never)"),
+    "points.referral_bps": (0, 0, 10000, "basis points of what a referred member's paid amount earns that their referrer gets"),
 }
 
 
@@ -135,14 +141,17 @@ def get_shop(db: Session, shop_id: str) -> Shop:
 # -- products --------------------------------------------------------------------------
 
 
-def save_category(db: Session, actor: str, now: int, name: str, category_id: int | None = None) -> ProductCategory:
-    """Create a product category (category_id None) or rename one."""
+def save_category(db: Session, actor: str, now: int, name: str, category_id: int | None = None,
+                  earns_points: bool | None = None) -> ProductCategory:
+    """Create a product category (category_id None) or rename one; earns_points False: its products earn no points.
+
+    earns_points None keeps what the category had (a new one earns)."""
     name = _name(name, "category name", 80)
     clash = db.exec(select(ProductCategory).where(ProductCategory.name == name)).first()
     if clash is not None and clash.id != category_id:
         raise MasterDataError("duplicate", f"a product category named {name!r} exists (id {clash.id})", 409)
     if category_id is None:
-        category = ProductCategory(name=name)
+        category = ProductCategory(name=name, earns_points=earns_points is not False)
         before = None
     else:
         found = db.get(ProductCategory, category_id)
@@ -150,6 +159,8 @@ def save_category(db: Session, actor: str, now: int, name: str, category_id: int
             raise MasterDataError("no_category", f"no product category {category_id}", 404)
         category, before = found, snapshot(found)
         category.name = name
+        if earns_points is not None:
+            category.earns_points = earns_points
     db.add(category)
     db.flush()  # the new row's id, for the audit entry
     audit(db, actor, now, "create" if before is None else "update", category, str(category.id), before)
@@ -235,12 +246,13 @@ def save_member_category(db: Session, actor: str, now: int, category_id: int, na
     return _upsert(db, actor, now, MemberCategory, {"id": category_id}, {"name": name, "description": description})
 
 
-def save_tier(db: Session, actor: str, now: int, tier: int, name: str, discount_bps: int) -> Tier:
-    """A member tier (its number is on the card, 0-255) and its discount in basis points."""
+def save_tier(db: Session, actor: str, now: int, tier: int, name: str, discount_bps: int, points_bps: int = BPS) -> Tier:
+    """A member tier (its number is on the card, 0-255), its discount and its points multiplier in basis points."""
     _whole(tier, "tier", 0, 255)
     name = _name(name, "tier name", 40)
     _whole(discount_bps, "discount (basis points)", 0, BPS)
-    return _upsert(db, actor, now, Tier, {"id": tier}, {"name": name, "discount_bps": discount_bps})
+    _whole(points_bps, "points multiplier (basis points, 10000 = x1)", 0, MAX_POINTS_BPS)
+    return _upsert(db, actor, now, Tier, {"id": tier}, {"name": name, "discount_bps": discount_bps, "points_bps": points_bps})
 
 
 def set_param(db: Session, actor: str, now: int, key: str, value: int) -> Param:
@@ -278,19 +290,29 @@ def shop_prices(db: Session, shop_id: str, at: int) -> dict[str, Any]:
         items = db.exec(select(PriceListItem).where(col(PriceListItem.price_list_id).in_(list(rank)))).all()
         for item in sorted(items, key=lambda i: rank[i.price_list_id]):
             price[item.product_id] = item.price
-    categories = {c.id: c.name for c in db.exec(select(ProductCategory))}
+    category_rows = list(db.exec(select(ProductCategory)))
+    categories = {c.id: c.name for c in category_rows}
     products = db.exec(select(Product).where(Product.active == True).order_by(col(Product.id))).all()  # noqa: E712
     values = params(db)
+    sold_items: list[dict[str, Any]] = [
+        {"id": p.id, "name": p.name, "price": price[p.id], "category": categories.get(p.category_id, ""),
+         "discountable": p.discountable}
+        for p in products if p.id in price
+    ]
+    # The counter rules go in only where they differ from the defaults (x1, every category earns): a list
+    # that uses none of them reads as it did before they existed, and is not published again for them.
+    sold = {item["category"] for item in sold_items}
+    excluded = sorted(c.name for c in category_rows if not c.earns_points and c.name in sold)
+    points: dict[str, Any] = {"earn_per_100": values["points.earn_per_100"], "point_value": values["points.point_value"]}
+    if excluded:
+        points["excluded"] = excluded
     return {
         "currency": "EUR",
-        "items": [
-            {"id": p.id, "name": p.name, "price": price[p.id], "category": categories.get(p.category_id, ""),
-             "discountable": p.discountable}
-            for p in products if p.id in price
-        ],
+        "items": sold_items,
         "tiers": [{"tier": t.id, "name": t.name, "discount_bps": t.discount_bps}
+                  | ({"points_bps": t.points_bps} if t.points_bps != BPS else {})
                   for t in db.exec(select(Tier).order_by(col(Tier.id)))],
-        "points": {"earn_per_100": values["points.earn_per_100"], "point_value": values["points.point_value"]},
+        "points": points,
     }
 
 

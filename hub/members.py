@@ -417,10 +417,13 @@ def update_member(db: Session, actor: str, now: int, member_id: int, changes: di
     return member
 
 
-def change_tier(db: Session, actor: str, now: int, member: Member, tier: int, reason: str) -> list[str] | None:
+def change_tier(
+    db: Session, actor: str, now: int, member: Member, tier: int, reason: str, rules_version: int = 0
+) -> list[str] | None:
     """Set a member's tier: tier history, audit, and a "tier" card action for each active card.
 
     The cards that get the new tier at their next tap; None when the tier was the member's already.
+    rules_version: the tier rules a review applied (hub.tiers); 0 for a change by hand.
     """
     tier = check_tier(tier, set(db.exec(select(Tier.id))))
     reason = check_reason(reason)
@@ -428,7 +431,8 @@ def change_tier(db: Session, actor: str, now: int, member: Member, tier: int, re
         return None
     assert member.id is not None
     before = snapshot(member)
-    change = TierChange(member_id=member.id, time=now, from_tier=member.tier, to_tier=tier, reason=reason, actor=actor)
+    change = TierChange(member_id=member.id, time=now, from_tier=member.tier, to_tier=tier, reason=reason, actor=actor,
+                        rules_version=rules_version)
     member.tier = tier
     db.add(member)
     db.add(change)

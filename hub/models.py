@@ -22,6 +22,7 @@ class Device(SQLModel, table=True):
     prices_version: int = 0  # the downlink versions the device last reported holding
     hotlist_version: int = 0
     actions_version: int = 0
+    lease_version: int = 0  # the offline lease (hub.lease) the device last reported holding
 
 
 class Record(SQLModel, table=True):
@@ -68,6 +69,8 @@ class Sale(SQLModel, table=True):
     points_earned: int
     balance_after: int
     points_after: int
+    coupon: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # the coupon redeemed (hub.coupons), 0: none
+    coupon_value: int = Field(default=0, sa_column_kwargs={"server_default": "0"})  # cents it took off the total
 
 
 class SaleLine(SQLModel, table=True):
@@ -188,6 +191,8 @@ class Member(SQLModel, table=True):
     birthday: str = Field(default="", max_length=10)  # YYYY-MM-DD; '' when not known
     category_id: int | None = Field(default=None, foreign_key="membercategory.id")
     tier: int = 0  # the member's current tier; their cards learn it through "tier" card actions
+    referrer_id: int | None = Field(default=None, foreign_key="member.id")  # who referred them (hub.points)
+    referred_at: int = 0  # unix seconds the referral was recorded; sales from then on earn the referrer points
 
 
 class MemberTag(SQLModel, table=True):
@@ -219,6 +224,7 @@ class TierChange(SQLModel, table=True):
     to_tier: int
     reason: str = Field(default="", max_length=200)
     actor: str = Field(max_length=64)
+    rules_version: int = 0  # the TierRules version a review applied; 0 for a change made by hand
 
 
 class Shop(SQLModel, table=True):
@@ -234,6 +240,7 @@ class Shop(SQLModel, table=True):
 class ProductCategory(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=80, unique=True)
+    earns_points: bool = True  # False: what is paid for its products earns no points (gift cards, tobacco...)
 
 
 class Product(SQLModel, table=True):
@@ -287,6 +294,7 @@ class Tier(SQLModel, table=True):
     id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
     name: str = Field(max_length=40)
     discount_bps: int
+    points_bps: int = 10000  # the points multiplier in basis points: 10000 earns x1, 15000 x1.5
 
 
 class Param(SQLModel, table=True):
@@ -388,3 +396,268 @@ class CardAction(SQLModel, table=True):
     applied_device: str = Field(default="", max_length=64)
     applied_seq: int = 0
     applied_time: int = 0
+
+
+# -- tier reviews, tags, targeted plans, badges (hub.tiers, hub.tags, hub.plans, hub.badges) --------------------
+
+
+class TierRules(SQLModel, table=True):
+    """A version of the tier upgrade rules (hub.tiers' JSON); never changed once made, the newest applies."""
+
+    version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    created: int
+    actor: str = Field(max_length=64)
+    body: str
+    note: str = Field(default="", max_length=200)
+
+
+class TierValidity(SQLModel, table=True):
+    """Until when a member's tier holds without a review; a review from then on may downgrade it."""
+
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    tier: int
+    until: int  # unix seconds
+    rules_version: int
+
+
+class TierReview(SQLModel, table=True):
+    """One run of the tier review job: when, with which rules, what it changed."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    time: int = Field(index=True)
+    period: str = Field(max_length=16)  # the review period it ran in, e.g. "2025-03" for monthly reviews
+    rules_version: int
+    actor: str = Field(max_length=64)
+    reviewed: int = 0
+    upgrades: int = 0
+    downgrades: int = 0
+    renewals: int = 0
+
+
+class TierGift(SQLModel, table=True):
+    """A tier's gift pack granted to a member: once per (member, tier, rules version), ever."""
+
+    __table_args__ = (UniqueConstraint("member_id", "tier", "rules_version"),)
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id")  # indexed by the unique key
+    tier: int
+    rules_version: int
+    time: int
+    points: int = 0
+    coupons: str = "[]"  # JSON list of coupon template ids, granted as CouponGrant rows
+    card_no: str = Field(default="", max_length=16)  # the card the points go to ('' while the member has none)
+    action_id: int | None = None  # the "transfer" card action carrying the points
+
+
+class CouponGrant(SQLModel, table=True):
+    """A coupon (by its template) granted to a member by a tier gift pack or a plan run."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    template_id: int
+    source: str = Field(max_length=8)  # "tier" (source_id: TierGift.id) or "plan" (source_id: PlanRun.id)
+    source_id: int
+    time: int
+    redeemed: int = 0  # unix seconds it was redeemed; 0 while not
+
+
+class Plan(SQLModel, table=True):
+    """A version of a targeted plan (hub.plans' JSON: when, audience, actions); never changed once made."""
+
+    id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    name: str = Field(max_length=80)
+    body: str
+    active: bool = True
+    created: int
+    actor: str = Field(max_length=64)
+
+
+class PlanRun(SQLModel, table=True):
+    """One run of a plan: which version, why it ran, whom it reached, what it did."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    plan_id: int = Field(index=True)
+    plan_version: int
+    time: int
+    trigger: str = Field(max_length=24)  # schedule, event, manual, rerun
+    rerun_of: int | None = None  # the run whose responders (or non-responders) this run reached
+    reached: int = 0
+    summary: str = ""  # JSON: what each action did
+    actor: str = Field(max_length=64)
+
+
+class PlanRunMember(SQLModel, table=True):
+    """A member a plan run reached."""
+
+    run_id: int = Field(foreign_key="planrun.id", primary_key=True)
+    member_id: int = Field(foreign_key="member.id", primary_key=True, index=True)
+
+
+class Notification(SQLModel, table=True):
+    """A message to a member waiting to be sent (the outbox a sender reads)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    run_id: int | None = None
+    time: int
+    text: str = Field(max_length=500)
+    state: str = Field(default="queued", max_length=10, index=True)  # queued, sent
+
+
+class Badge(SQLModel, table=True):
+    """An achievement members earn from a fact reaching a mark (hub.badges); it has no money value."""
+
+    code: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=80)
+    description: str = Field(default="", max_length=200)
+    fact: str = Field(max_length=16)  # purchases, visits, spend, tier, member_days
+    at_least: int
+    active: bool = True
+    created: int
+
+
+class MemberBadge(SQLModel, table=True):
+    """A badge a member earned, once."""
+
+    member_id: int = Field(foreign_key="member.id", primary_key=True)
+    code: str = Field(foreign_key="badge.code", primary_key=True, max_length=32)
+    time: int
+
+
+# -- points lots, debts, referrals, refunds, top-up bonuses (hub.points, hub.refunds, hub.stored_value) ----------
+
+
+class PointsDebt(SQLModel, table=True):
+    """A movement of a member's points debt: + what a deduction could not take from the card, - what a settlement took."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    member_id: int = Field(index=True)
+    card_no: str = Field(max_length=16)
+    time: int
+    amount: int
+    action_id: int | None = None  # the card action whose application moved it
+    memo: str = Field(default="", max_length=40)
+
+
+class ReferralAward(SQLModel, table=True):
+    """The referral points one synced sale earned the referrer: once per sale, even when the job runs twice."""
+
+    sale_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    referrer_id: int = Field(index=True)
+    member_id: int
+    time: int
+    points: int
+    action_id: int | None = None  # the "referral" card action carrying them (one per referrer and run)
+
+
+class Refund(SQLModel, table=True):
+    """HQ refunding (part of) a synced sale; the card part goes to the card as one "refund" action."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    sale_id: int = Field(index=True)
+    time: int
+    actor: str = Field(max_length=64)
+    total: int  # cents refunded: stored_value + cash + points_value
+    stored_value: int  # cents back onto the card
+    cash: int  # cents paid back in cash at HQ
+    points_value: int  # cents of the redeemed points given back
+    points_back: int  # redeemed points given back
+    points_taken: int  # earned points taken back
+    card_no: str = Field(max_length=16)  # the card the action went to (the sale's, or the one that replaced it)
+    action_id: int | None = None
+
+
+class RefundLine(SQLModel, table=True):
+    """One line of a refund: how many of an item."""
+
+    refund_id: int = Field(foreign_key="refund.id", primary_key=True)
+    item: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    qty: int
+    price: int  # unit price in cents, as sold
+
+
+class TopupBonusRules(SQLModel, table=True):
+    """A version of the top-up bonus rules: thresholds [[pay at least, bonus], ...] in cents; never changed once made."""
+
+    version: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    effective_from: int
+    until: int = 0  # 0: open-ended
+    body: str  # JSON [[min_paid, bonus], ...] by min_paid
+    created: int
+    actor: str = Field(max_length=64)
+
+
+class TopupBonus(SQLModel, table=True):
+    """The bonus an HQ top-up got: paid and bonus (cents), by which rules version."""
+
+    action_id: int = Field(primary_key=True, sa_column_kwargs={"autoincrement": False})
+    card_no: str = Field(max_length=16, index=True)
+    time: int
+    paid: int
+    bonus: int
+    rules_version: int
+
+
+class Lease(SQLModel, table=True):
+    """The offline lease a device was last issued (hub.lease): its terms, signed; version counts up per device."""
+
+    device_id: str = Field(primary_key=True, max_length=64)
+    version: int
+    issued: int
+    expires_after_s: int
+    max_sv_per_sale: int
+    max_sv_per_card_day: int
+    max_sv_offline_total: int
+    doc: str  # the signed document as sent
+
+
+
+class JobRun(SQLModel, table=True):
+    """One run of a scheduled job (hub.scheduler): the time it ran as, whether it worked, what it did or why not."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    job: str = Field(max_length=32, index=True)
+    time: int  # the scheduler's now for this run (virtual in the simulator), not when the process ran it
+    ok: bool
+    summary: str = Field(max_length=400)
+
+
+# -- coupons (hub.coupons) ----------------------------------------------------------------------------------------
+
+
+class CouponTemplate(SQLModel, table=True):
+    """What a coupon gives (protocol.coupon): kind fixed|percent|gift, value (cents|basis points|item), min spend, validity."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(max_length=80)
+    kind: str = Field(max_length=8)
+    value: int
+    min_spend: int = 0  # cents the total after the tier discount must reach
+    valid_days: int  # a coupon holds this many days from its first valid day
+    starts: int = 0  # first valid day (days since 1970-01-01, UTC; 0: the day it is issued)
+    ends: int = 0  # last valid day of any coupon of it (0: none)
+    active: bool = True
+    created: int
+    actor: str = Field(max_length=64)
+
+
+class Coupon(SQLModel, table=True):
+    """A coupon issued to a member: its terms, the card it goes onto (a "coupon" card action) and its redemption."""
+
+    id: int | None = Field(default=None, primary_key=True)  # the coupon's id on the card
+    template_id: int = Field(foreign_key="coupontemplate.id", index=True)
+    member_id: int = Field(foreign_key="member.id", index=True)
+    card_no: str = Field(max_length=16, index=True)
+    kind: str = Field(max_length=8)
+    value: int
+    min_spend: int
+    valid_from: int  # days since 1970-01-01 (UTC)
+    valid_until: int
+    issued: int
+    actor: str = Field(max_length=64)
+    grant_id: int | None = Field(default=None, unique=True)  # the CouponGrant (tier gift pack, plan run) it fulfils
+    action_id: int | None = Field(default=None, index=True)
+    redeemed_device: str = Field(default="", max_length=64)
+    redeemed_seq: int = 0
+    redeemed: int = 0  # unix seconds of the sale that used it; 0 while not used

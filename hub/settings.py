@@ -22,6 +22,7 @@ class Settings(BaseSettings):
     http_port: int = 8000
     ingest_batch: int = 500  # messages per database transaction at most
     master_key: str = ""  # HQ's card master key in hex; empty: generated once into data_dir/master-key
+    scheduler: bool = True  # `hub serve` runs the scheduled jobs (hub.scheduler); one hub process of a fleet should
 
     def db_url(self) -> str:
         """The database URL in force (the default SQLite file under data_dir)."""

@@ -32,6 +32,8 @@ GPB = 0x69
 _HEADER = ">2sBBQI"  # magic, layout, flags, card number, member id
 _MEMBER = ">BBHHI6s"  # tier, category, issued day, expiry day, highest card action applied, reserved
 BLOCKED = 0x01  # header flag: a handheld refused the card as hotlisted
+# Header flag 0x02: the card has coupons (protocol.coupon): sector 4 holds them, and each purse copy has a third
+# block (its data block + 2) with their used marks. A number, not a name: each module global costs the handheld heap.
 _PURSE = ">IiII"  # counter, balance, points, tag
 
 MAX_BALANCE = 0x7FFFFFFF
@@ -76,6 +78,11 @@ def mac_key(master: bytes, uid: bytes) -> bytes:
     return _derive(master, b"MAC", uid)
 
 
+def lease_key(master: bytes, device_id: str) -> bytes:
+    """The key that signs a handheld's offline lease: diversified from the master key and the device id."""
+    return _derive(master, b"LEASE", device_id.encode())
+
+
 def sector_keys(master: bytes, uid: bytes, sector: int) -> tuple:
     """(key A, key B) of one application sector, diversified per card and sector."""
     digest = _derive(master, b"KEY" + bytes([sector]), uid)
@@ -94,7 +101,7 @@ def card_number_int(card_no: str) -> int:
 
 def encode_identity(master: bytes, uid: bytes, ident: dict) -> list:
     """The three identity blocks [header, member, MAC] for ident."""
-    flags = BLOCKED if ident.get("blocked") else 0
+    flags = (BLOCKED if ident.get("blocked") else 0) | (2 if ident.get("coupons") else 0)
     header = struct.pack(_HEADER, MAGIC, LAYOUT_VERSION, flags, card_number_int(ident["card_no"]), ident["member_id"])
     member = struct.pack(
         _MEMBER,
@@ -125,7 +132,7 @@ def decode_identity(master: bytes, uid: bytes, blocks: list) -> dict:
     if not equal(mac, _identity_mac(master, uid, header, member)):
         raise BadMac("card data failed its MAC check")
     tier, category, issued, expiry, actions, _ = struct.unpack(_MEMBER, member)
-    return {
+    out = {
         "card_no": card_number_str(number),
         "member_id": member_id,
         "tier": tier,
@@ -135,30 +142,39 @@ def decode_identity(master: bytes, uid: bytes, blocks: list) -> dict:
         "blocked": bool(flags & BLOCKED),
         "actions": actions,
     }
+    if flags & 2:
+        out["coupons"] = True
+    return out
 
 
-def _purse_mac(master: bytes, uid: bytes, card_no: str, copy: str, data: bytes) -> bytes:
+def _purse_mac(master: bytes, uid: bytes, card_no: str, copy: str, data: bytes, ext=None) -> bytes:
     msg = b"PU" + copy.encode() + uid + struct.pack(">Q", card_number_int(card_no)) + data
+    if ext and ext != bytes(16):  # a copy without coupon marks MACs as before coupons existed
+        msg += ext
     return hmac_sha256(mac_key(master, uid), msg)[:MAC_LEN]
 
 
 def encode_purse(master: bytes, uid: bytes, card_no: str, copy: str, purse: dict) -> list:
-    """[data block, MAC block] of one purse copy ('A' or 'B')."""
+    """[data block, MAC block] of one purse copy ('A' or 'B'); the MAC covers purse["ext"] (coupon marks) when set."""
     if purse["balance"] < 0 or purse["balance"] > MAX_BALANCE:
         raise ValueError("balance out of range: %r" % purse["balance"])
     data = struct.pack(_PURSE, purse["counter"], purse["balance"], purse["points"], purse["tag"])
-    return [data, _purse_mac(master, uid, card_no, copy, data)]
+    return [data, _purse_mac(master, uid, card_no, copy, data, purse.get("ext"))]
 
 
 def decode_purse(master: bytes, uid: bytes, card_no: str, copy: str, blocks: list) -> dict | None:
-    """The purse in one copy, or None when the copy is empty or fails its MAC (torn)."""
-    data, mac = blocks
-    if not equal(mac, _purse_mac(master, uid, card_no, copy, data)):
+    """The purse in one copy (blocks: data, MAC[, the third block]), or None when it is empty or fails its MAC (torn)."""
+    data = blocks[0]
+    ext = blocks[2] if len(blocks) > 2 and blocks[2] != bytes(16) else None
+    if not equal(blocks[1], _purse_mac(master, uid, card_no, copy, data, ext)):
         return None
     counter, balance, points, tag = struct.unpack(_PURSE, data)
     if balance < 0:
         return None
-    return {"counter": counter, "balance": balance, "points": points, "tag": tag}
+    out = {"counter": counter, "balance": balance, "points": points, "tag": tag}
+    if ext:
+        out["ext"] = ext
+    return out
 
 
 def is_empty_copy(blocks: list) -> bool:

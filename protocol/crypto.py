@@ -10,9 +10,20 @@ def hmac_sha256(key: bytes, msg: bytes) -> bytes:
     """RFC 2104 HMAC with SHA-256 (MicroPython has no hmac module)."""
     if len(key) > _BLOCK:
         key = hashlib.sha256(key).digest()
-    key = key + bytes(_BLOCK - len(key))
-    inner = hashlib.sha256(bytes([b ^ 0x36 for b in key]) + msg).digest()
-    return hashlib.sha256(bytes([b ^ 0x5C for b in key]) + inner).digest()
+    # The padded key is XORed in place: no list of 64 ints and no copy of msg, which on the
+    # handheld's small heap were the largest allocations of a card read.
+    pad = bytearray(_BLOCK)
+    pad[: len(key)] = key
+    for i in range(_BLOCK):
+        pad[i] ^= 0x36
+    h = hashlib.sha256(pad)
+    h.update(msg)
+    inner = h.digest()
+    for i in range(_BLOCK):
+        pad[i] ^= 0x36 ^ 0x5C
+    h = hashlib.sha256(pad)
+    h.update(inner)
+    return h.digest()
 
 
 def crc32(data: bytes) -> int:

@@ -2,12 +2,18 @@
 
 The one rounding rule: a share of an amount (a discount in basis points) is
 rounded half up to the whole cent, once, on the sale's discountable subtotal.
-Points are never rounded up: a member earns whole points for whole units paid.
+Points are never rounded up: a member earns whole points for whole units paid
+(earn_points says how, in one integer expression).
+
+The price list is the versioned rule set a sale names (price_list_version): prices,
+tier discounts and points multipliers, the points rate, the categories that earn
+no points and what a point is worth. docs/loyalty.md has worked examples.
 """
 
 MAX_QTY = 999
 MAX_LINES = 30
 BPS = 10000  # basis points in 100 %
+MAX_POINTS_BPS = 10 * BPS  # a tier earns at most x10
 
 
 class PricingError(ValueError):
@@ -78,14 +84,23 @@ class PriceList:
         self.tiers = {}  # type: dict[int, dict]
         for tier in _list(doc, "tiers") or [{"tier": 0, "name": "Member", "discount_bps": 0}]:
             number = _int_field(tier, "tier", "tier", 0, 255)
+            where = "tier %d" % number
             self.tiers[number] = {
                 "tier": number,
                 "name": str(tier.get("name", "Tier %d" % number)),
-                "discount_bps": _int_field(tier, "discount_bps", "tier %d" % number, 0, BPS),
+                "discount_bps": _int_field(tier, "discount_bps", where, 0, BPS),
+                # Lists published before multipliers existed earn x1.
+                "points_bps": _int_field(tier, "points_bps", where, 0, MAX_POINTS_BPS) if "points_bps" in tier else BPS,
             }
         points = doc.get("points") or {}
         self.earn_per_100 = _int_field(points, "earn_per_100", "points", 0, 1000) if points else 1
         self.point_value = _int_field(points, "point_value", "points", 1, 10000) if points else 1
+        # The categories that earn no points: names some item of the list has, each once.
+        self.excluded = points.get("excluded") or []  # type: list[str]
+        known = [item["category"] for item in self.items.values()]
+        for n, name in enumerate(self.excluded if isinstance(self.excluded, list) else [None]):
+            if name not in known or name in self.excluded[:n]:  # also refuses '' and what is not text
+                raise PricingError("bad_price_list", "points: excluded must list item categories, each once: %r" % (name,))
 
     def item(self, item_id: int) -> dict:
         """The item with this id, or PricingError('unknown_item')."""
@@ -113,6 +128,7 @@ def quote(price_list: PriceList, lines: list, tier: int) -> dict:
     priced = []
     subtotal = 0
     discountable = 0
+    excluded = 0
     for item_id, qty in lines:
         if type(qty) is not int or qty < 1 or qty > MAX_QTY:
             raise PricingError("bad_quantity", "quantity must be 1 to %d, got %r" % (MAX_QTY, qty))
@@ -122,22 +138,40 @@ def quote(price_list: PriceList, lines: list, tier: int) -> dict:
         subtotal += amount
         if item["discountable"]:
             discountable += amount
+        if item["category"] in price_list.excluded:
+            excluded += amount
     bps = price_list.discount_bps(tier)
     discount = apply_bps(discountable, bps)
-    return {
+    out = {
         "lines": priced,
         "subtotal": subtotal,
         "discount_bps": bps,
         "discount": discount,
         "total": subtotal - discount,
     }
+    if excluded:  # the cents of lines that earn no points (earn_points); absent when none
+        out["excluded"] = excluded
+    return out
 
 
-def settle(price_list: PriceList, total: int, balance: int, points: int, redeem_points: int, use_stored_value: bool) -> dict:
-    """Split total into points, stored value and cash; points earned on what is paid.
+def earn_points(price_list: PriceList, paid: int, total: int, excluded: int, tier: int) -> int:
+    """Points earned on paid cents (stored value + cash) of a sale of total, excluded of it in no-points categories.
+
+    Money earns up to the value of the goods that earn: base = min(paid, total - excluded),
+    excluded at list price. points = floor(base * earn_per_100 * multiplier_bps / (100 * 10000)).
+    """
+    base = min(paid, max(0, total - excluded))
+    found = price_list.tiers.get(tier)  # an unknown tier earns x1
+    return base * price_list.earn_per_100 * (found["points_bps"] if found else BPS) // (100 * BPS)
+
+
+def settle(price_list: PriceList, total: int, balance: int, points: int, redeem_points: int, use_stored_value: bool,
+           tier: int = -1, excluded: int = 0) -> dict:
+    """Split total into points, stored value and cash; points earned on what is paid (earn_points).
 
     Points go first (never worth more than the total), then stored value up to
-    the balance when the member pays by card, then cash for the rest.
+    the balance when the member pays by card, then cash for the rest. tier and
+    excluded come from the quote (tier -1: no multiplier).
     """
     if redeem_points < 0 or redeem_points > points:
         raise PricingError("not_enough_points", "cannot redeem %d points, card holds %d" % (redeem_points, points))
@@ -147,7 +181,7 @@ def settle(price_list: PriceList, total: int, balance: int, points: int, redeem_
     stored_value = min(balance, due) if use_stored_value else 0
     cash = due - stored_value
     paid = stored_value + cash
-    earned = paid * price_list.earn_per_100 // 100
+    earned = earn_points(price_list, paid, total, excluded, tier)
     return {
         "points_redeemed": redeem_points,
         "points_value": points_value,
@@ -164,35 +198,3 @@ def format_money(cents: int) -> str:
     sign = "-" if cents < 0 else ""
     cents = abs(cents)
     return "%s%d.%02d" % (sign, cents // 100, cents % 100)
-
-
-def verify_sale(price_list: PriceList, sale: dict, balance_before: int, points_before: int) -> list:
-    """What is wrong with a sale record under the rules (empty when it is right)."""
-    problems = []
-    try:
-        expected = quote(price_list, [(line["item"], line["qty"]) for line in sale["lines"]], sale["tier"])
-    except PricingError as exc:
-        return [exc.message]
-    for key in ("subtotal", "discount_bps", "discount", "total"):
-        if sale[key] != expected[key]:
-            problems.append("%s is %d, the rules give %d" % (key, sale[key], expected[key]))
-    for got, want in zip(sale["lines"], expected["lines"]):
-        if got["price"] != want["price"]:
-            problems.append("item %d priced %d, list says %d" % (got["item"], got["price"], want["price"]))
-    paid = sale["stored_value"] + sale["cash"]
-    checks = (
-        ("points_value", sale["points_redeemed"] * price_list.point_value),
-        ("total", paid + sale["points_value"]),
-        ("points_earned", paid * price_list.earn_per_100 // 100),
-        ("balance_after", balance_before - sale["stored_value"]),
-        ("points_after", points_before - sale["points_redeemed"] + sale["points_earned"]),
-        ("counter_after", sale["counter_before"] + 1),
-    )
-    for key, want in checks:
-        if sale[key] != want:
-            problems.append("%s is %d, the rules give %d" % (key, sale[key], want))
-    if sale["stored_value"] > balance_before or sale["points_redeemed"] > points_before:
-        problems.append("paid more stored value or points than the card held")
-    if min(sale["stored_value"], sale["cash"], sale["points_redeemed"]) < 0:
-        problems.append("negative payment")
-    return problems

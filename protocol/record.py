@@ -200,6 +200,8 @@ def _encode_sale(out: _Writer, record: dict) -> None:
     for line in lines:
         out.pack(_LINE, line["item"], line["qty"], line["price"])
     out.pack(_SALE_MONEY, *[record[name] for name in _MONEY_FIELDS])
+    if record.get("coupon"):  # only a sale with a coupon has these, so every other record is as before
+        out.pack(">Ii", record["coupon"], record["coupon_value"])
 
 
 def decode(data: bytes) -> dict:
@@ -263,3 +265,5 @@ def _decode_sale(rd: _Reader, record: dict) -> None:
         lines.append({"item": item, "qty": qty, "price": price})
     record["lines"] = lines
     _decode_fields(rd, _SALE_MONEY, _MONEY_FIELDS, record)
+    if rd.pos < rd.end:
+        record["coupon"], record["coupon_value"] = rd.unpack(">Ii")

@@ -38,7 +38,7 @@ def run_demo(folder: Path, once: bool, pace: float) -> int:
     master = master_key(rng)
     cards = [member_card(rng, master, n + 1, rng.choice([0, 2000, 10000]), rng.randrange(400), n % 3)
              for n in range(DEVICES * CARDS_PER_DEVICE)]
-    stack = Stack(folder / "stack")
+    stack = Stack(folder / "stack", master)
     if _port_free(8000):
         stack.settings.http_port = 8000
     print(f"Starting Mosquitto (port {stack.settings.mqtt_port}) and the hub (SQLite in {stack.settings.data_dir})...")

@@ -9,10 +9,12 @@ from pathlib import Path
 from typing import Protocol
 
 from firmware import sale
+from firmware.downlinks import LEASE
 from firmware.journal import Journal
 from firmware.pn532 import PN532
 from firmware.sync import SyncLoop
 from firmware.terminal import CONFIG, PRICES, Terminal
+from protocol.downlink import lease_mac
 from simulator.mifare_card import MifareClassic1K
 from simulator.network import SimNetwork
 from simulator.pn532_device import VirtualPN532
@@ -21,6 +23,9 @@ from simulator.serial_uart import SerialUart
 from simulator.vhal import SimClock, SimDisplay, SimFlash, SimKeypad
 
 MAX_POLLS = 200
+# The offline lease a simulated handheld leaves HQ with: a month offline, generous caps on stored value.
+PROVISIONED_LEASE = {"version": 0, "issued": 0, "expires_after_s": 30 * 86400, "max_sv_per_sale": 100_000,
+                     "max_sv_per_card_day": 500_000, "max_sv_offline_total": 10_000_000}
 
 
 def provision(flash: SimFlash, device_id: str, master: bytes, price_list: dict | None, mqtt: dict | None) -> dict:
@@ -33,6 +38,9 @@ def provision(flash: SimFlash, device_id: str, master: bytes, price_list: dict |
         flash.provision(CONFIG, json.dumps(config).encode())
         if price_list is not None:
             flash.provision(PRICES, json.dumps(price_list).encode())
+        # HQ provisions a handheld with a first lease (version 0: any lease the hub sends replaces it).
+        lease = dict(PROVISIONED_LEASE, device=device_id)
+        flash.provision(LEASE, json.dumps(dict(lease, mac=lease_mac(master, lease))).encode())
     return json.loads(flash.read(CONFIG) or b"{}")
 
 

@@ -6,7 +6,7 @@ import random
 from typing import Any
 
 from protocol import card as layout
-from protocol import mifare
+from protocol import coupon, mifare
 from simulator.mifare_card import MifareClassic1K
 
 PRICE_LIST: dict[str, Any] = {
@@ -69,9 +69,12 @@ def read_card_directly(card: MifareClassic1K, master: bytes) -> dict:
     """Decode a virtual card's memory without a reader (for checks): identity and current purse."""
     blocks = card.blocks
     ident = layout.decode_identity(master, card.uid, [bytes(blocks[b]) for b in layout.IDENTITY_BLOCKS])
+    ext = ident.get("coupons")  # a card with coupons has a third block per purse copy (protocol.coupon)
     copies = {
-        copy: layout.decode_purse(master, card.uid, ident["card_no"], copy, [bytes(blocks[b]) for b in pair])
+        copy: layout.decode_purse(master, card.uid, ident["card_no"], copy,
+                                  [bytes(blocks[b]) for b in pair + ((layout.PURSE_BLOCKS[copy][0] + 2,) if ext else ())])
         for copy, pair in layout.PURSE_BLOCKS.items()
     }
     purse, _ = layout.choose_purse(copies["A"], copies["B"])
-    return {"ident": ident, "purse": purse, "copies": copies}
+    slots = coupon.slots(master, card.uid, [bytes(blocks[b]) for b in (16, 17, 18)]) if ext else [None, None]
+    return {"ident": ident, "purse": purse, "copies": copies, "slots": slots}

@@ -26,9 +26,14 @@ HUB_START_TIMEOUT = 30.0
 class Stack:
     """Broker + hub on free ports with their data in folder; register devices before start()."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, master: bytes | None = None, scheduler: bool = False) -> None:
         self.folder = Path(folder)
-        self.settings = Settings(data_dir=self.folder / "hub", mqtt_port=free_port(), http_port=free_port(), mqtt_password="")
+        # The scenarios run on a virtual clock: the hub's scheduled jobs must not run on the wall clock beside them
+        # (a scenario runs hub.scheduler.run_due with its own time); scheduler=True for a stack that should.
+        self.scheduler = scheduler
+        # master: the fleet's HQ key, so the leases the hub signs verify on its handhelds (None: the hub makes its own).
+        self.settings = Settings(data_dir=self.folder / "hub", mqtt_port=free_port(), http_port=free_port(), mqtt_password="",
+                                 master_key=master.hex() if master else "")
         self.engine = open_db(self.settings)
         self.broker = Broker(self.folder / "broker", self.settings.mqtt_port)
         self.hub: subprocess.Popen[bytes] | None = None
@@ -47,6 +52,8 @@ class Stack:
             HUB_MQTT_PORT=str(self.settings.mqtt_port),
             HUB_HTTP_PORT=str(self.settings.http_port),
             HUB_MQTT_PASSWORD=hub_password(self.settings),
+            HUB_MASTER_KEY=self.settings.master_key,
+            HUB_SCHEDULER="true" if self.scheduler else "false",
         )
 
     def register(self, device_id: str, shop: str) -> dict[str, Any]:

@@ -125,7 +125,7 @@ class SimDisplay(hal.Display):
 class SimKeypad(hal.Keypad):
     """Keys queued by a script or a person at the terminal."""
 
-    KEYS = frozenset("0123456789*") | {"ENTER", "OK", "CANCEL", "CLEAR", "POINTS", "CASH"}
+    KEYS = frozenset("0123456789*") | {"ENTER", "OK", "CANCEL", "CLEAR", "POINTS", "CASH", "COUPON"}
 
     def __init__(self) -> None:
         self.queue: deque[str] = deque()

@@ -121,7 +121,7 @@ def test_devices_behind_says_who_lacks_which_version(engine):
         db.commit()
         view = {d["device"]: d for d in downlinks.devices_behind(db)}
     assert view["hh-a"]["behind"] == {"prices": [0, 3], "hotlist": [0, 1], "actions": [0, 1]}
-    assert view["hh-b"]["behind"] == {} and view["hh-b"]["versions"] == {"prices": 3, "hotlist": 1, "actions": 1}
+    assert view["hh-b"]["behind"] == {} and view["hh-b"]["versions"] == {"prices": 3, "hotlist": 1, "actions": 1, "lease": 0}
     assert view["hh-s"]["behind"] == {"hotlist": [0, 1], "actions": [0, 1]}  # nothing published for its shop
 
 

@@ -53,7 +53,7 @@ def received(hh):
 
 @pytest.fixture
 def shop(tmp_path):
-    with Stack(tmp_path / "stack") as stack:
+    with Stack(tmp_path / "stack", MASTER) as stack:
         fleet = []
         for name in ("hh-1", "hh-2"):
             hh = VirtualHandheld(name, tmp_path, MASTER, PRICE_LIST, mqtt=stack.register(name, "north"))
@@ -113,7 +113,7 @@ def test_hq_changes_reach_the_handhelds_are_used_and_come_back_once(shop):
         assert card is not None and card.balance == read_card_directly(regular, MASTER)["purse"]["balance"]
         assert {s.price_list_version for s in db.exec(select(Sale))} == {2}
         view = {d["device"]: d for d in devices_behind(db)}
-        assert view["hh-1"]["behind"] == {} and view["hh-1"]["versions"] == want
+        assert view["hh-1"]["behind"] == {} and view["hh-1"]["versions"] == want | {"lease": 1}  # and the lease the hub issued
 
 
 def test_a_device_back_from_offline_gets_only_what_changed_since_its_version(shop):

@@ -265,7 +265,7 @@ def test_a_sale_under_way_keeps_the_list_it_started_with(handhelds, rng):
         (dl.PRICES, json.dumps(dict(PRICE_LIST, version=5, items=[])).encode()),
         (dl.HOTLIST, b'{"from": 0, "to": 3, "cards": [["42", "lost"]]}'),
         (dl.HOTLIST, b'{"from": 4, "to": 3, "cards": []}'),
-        (dl.ACTIONS, b'{"from": 0, "to": 2, "actions": [[1, "9000000000000001", 1, "refund", 5, 0, -1]]}'),
+        (dl.ACTIONS, b'{"from": 0, "to": 2, "actions": [[1, "9000000000000001", 1, "jackpot", 5, 0, -1]]}'),
         (dl.ACTIONS, b'{"from": 0, "to": 2, "actions": [[1, "9000000000000001", 1, "topup", "5", 0, -1]]}'),
         (dl.ACTIONS, b"[]"),
     ],

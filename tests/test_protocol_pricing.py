@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from protocol.pricing import PriceList, PricingError, apply_bps, format_money, quote, settle, verify_sale
+from protocol.pricing import PriceList, PricingError, apply_bps, format_money, quote, settle
+from protocol.salecheck import verify_sale
 
 DOC = {
     "version": 3,

@@ -44,7 +44,7 @@ def test_sales_go_on_while_no_broker_answers(tmp_path):
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    with Stack(tmp_path_factory.mktemp("stack")) as running:
+    with Stack(tmp_path_factory.mktemp("stack"), MASTER) as running:
         yield running
 
 

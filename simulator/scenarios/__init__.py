@@ -40,7 +40,7 @@ class Outcome:
 
 def scenarios() -> dict[str, Callable[..., Outcome]]:
     """Scenario name -> run(devices=, seed=, say=)."""
-    from simulator.scenarios import backlog, budget, card_reader, hq_cards, offline_shift, power_cut, sync
+    from simulator.scenarios import backlog, budget, card_reader, hq_cards, loyalty_year, offline_shift, power_cut, sync
 
     return {
         "offline-shift": offline_shift.run,
@@ -53,4 +53,5 @@ def scenarios() -> dict[str, Callable[..., Outcome]]:
         "backlog": backlog.run,
         "shift-budget": budget.run,
         "hq-cards": hq_cards.run,
+        "loyalty-year": loyalty_year.run,
     }

@@ -61,9 +61,10 @@ def journal_sales(handheld: VirtualHandheld, count: int, rng: random.Random) -> 
 def run(devices: int = 1, seed: int = 1, say: Say = print, sales: int = SALES) -> Outcome:
     rng = random.Random(seed)
     out = Outcome("backlog")
-    with tempfile.TemporaryDirectory(prefix="sim-backlog-") as tmp, Stack(Path(tmp) / "stack") as stack:
+    master = master_key(rng)
+    with tempfile.TemporaryDirectory(prefix="sim-backlog-") as tmp, Stack(Path(tmp) / "stack", master) as stack:
         mqtt = stack.register("hh-01", "shop-1")
-        handheld = VirtualHandheld("hh-01", Path(tmp), master_key(rng), PRICE_LIST, mqtt=mqtt, network_up=False)
+        handheld = VirtualHandheld("hh-01", Path(tmp), master, PRICE_LIST, mqtt=mqtt, network_up=False)
         try:
             handheld.boot()
             began = time.monotonic()

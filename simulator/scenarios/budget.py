@@ -91,7 +91,9 @@ def run(devices: int = 1, seed: int = 1, say: Say = print, runtime: str = "micro
         out.check("runs_on_micropython", False, "the budgets are MicroPython's: run with --runtime micropython")
         return out
     heap = os.environ.get("SIM_MICROPYTHON_HEAP", HEAP)
-    with tempfile.TemporaryDirectory(prefix="sim-budget-") as tmp, Stack(Path(tmp) / "stack") as stack:
+    # The shift's master key (its first draw from the seed), so the hub's lease verifies on the handheld.
+    master = master_key(random.Random(seed))
+    with tempfile.TemporaryDirectory(prefix="sim-budget-") as tmp, Stack(Path(tmp) / "stack", master) as stack:
         bundle, manifest = build_bundle(Path(tmp) / "build")
         bundle_bytes = manifest["files_size"]
         romfs_bytes = (bundle / "firmware.romfs").stat().st_size

@@ -13,7 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from firmware import sale
-from protocol.pricing import PriceList, verify_sale
+from protocol.pricing import PriceList
+from protocol.salecheck import verify_sale
 from simulator.handheld import Handheld, committed_sales
 from simulator.mifare_card import MifareClassic1K
 from simulator.runtime import make_handheld

@@ -46,7 +46,7 @@ def run_sync(
         member_card(rng, master, n + 1, rng.choice([0, 2000, 8000]), rng.randrange(500), n % 3)
         for n in range(devices * CARDS_PER_DEVICE)
     ]
-    with tempfile.TemporaryDirectory(prefix=f"sim-{name}-") as tmp, Stack(Path(tmp) / "stack") as stack:
+    with tempfile.TemporaryDirectory(prefix=f"sim-{name}-") as tmp, Stack(Path(tmp) / "stack", master) as stack:
         say(f"broker on port {stack.settings.mqtt_port}, hub at {stack.url}")
         clock = SimClock()
         fleet: list[Handheld] = []

@@ -11,7 +11,7 @@ from firmware.journal import Journal
 from firmware.terminal import Terminal, load_config
 from protocol import card as layout
 from protocol import downlink as dl
-from protocol import pricing
+from protocol import pricing, salecheck
 
 MASTER = bytes(range(32))
 DEVICE = "hh-mpy"
@@ -26,6 +26,9 @@ PRICES = {
     "tiers": [{"tier": 0, "name": "Member", "discount_bps": 0}, {"tier": 2, "name": "Gold", "discount_bps": 1250}],
     "points": {"earn_per_100": 1, "point_value": 1},
 }
+# The lease the test handheld is provisioned with: generous, so only the lease tests meet its limits.
+LEASE = {"device": DEVICE, "version": 0, "issued": 0, "expires_after_s": 86400, "max_sv_per_sale": 100000,
+         "max_sv_per_card_day": 100000, "max_sv_offline_total": 1000000}
 
 
 def member_card(number=1, balance=5000, points=0, tier=0):
@@ -57,10 +60,12 @@ def purse_of(card):
 class Handheld:
     """The firmware's Terminal on fakes; boot() again after a power cut."""
 
-    def __init__(self, tmp, prices=None):
+    def __init__(self, tmp, prices=None, lease=LEASE):
         self.flash = DirFlash(tmp + "/flash")
         self.flash.put("config.json", json.dumps({"device_id": DEVICE, "master_key": MASTER.hex()}).encode())
         self.flash.put("prices.json", json.dumps(prices or PRICES).encode())
+        if lease is not None:
+            self.flash.put("lease.json", json.dumps(dict(lease, mac=dl.lease_mac(MASTER, lease))).encode())
         self.reader = FakeReader()
         self.clock = FakeClock()
         self.display = FakeDisplay()
@@ -170,7 +175,7 @@ def test_a_sale_with_discount_points_and_stored_value():
         assert (record["subtotal"], record["discount"], record["total"]) == (2640, 80, 2560)
         assert (record["points_value"], record["stored_value"], record["cash"]) == (200, 1000, 1360)
         assert record["points_earned"] == 23 and record["device"] == DEVICE and record["price_list_version"] == 3
-        assert pricing.verify_sale(pricing.PriceList(PRICES), record, 1000, 200) == []
+        assert salecheck.verify_sale(pricing.PriceList(PRICES), record, 1000, 200) == []
         assert hh.outcomes() == [(record["seq"], "committed")]
         purse = purse_of(card)
         assert (purse["balance"], purse["points"], purse["counter"]) == (0, 23, 1)
@@ -343,3 +348,19 @@ def test_an_action_torn_in_the_identity_is_finished_on_the_next_tap():
         assert hh.state == sale.ITEMS, hh.display.text()
         assert (ident_of(card)["actions"], purse_of(card)["balance"]) == (1, 1700)
         assert [r for _ref, r in hh.outcomes()] == ["committed"]
+
+
+def test_an_action_taking_more_points_than_the_card_holds_takes_them_all_and_says_so():
+    with TempDir() as tmp:
+        hh = Handheld(tmp)
+        t = hh.boot()
+        card = member_card(1, balance=1000, points=5)
+        # A refund: 2.00 back, 30 points taken back; the card holds 5.
+        t.downlink(dl.topic(DEVICE, dl.ACTIONS), dl.encode_actions(0, 7, [[7, "9000000000000001", 1, "refund", 200, -30, -1]]))
+        hh.reader.tap(card)
+        hh.run()
+        assert hh.state == sale.ITEMS, hh.display.text()
+        assert (purse_of(card)["balance"], purse_of(card)["points"], ident_of(card)["actions"]) == (1200, 0, 1)
+        [act] = hh.records("action")
+        assert (act["act"], act["amount"], act["points"], act["points_after"]) == ("refund", 200, -5, 0)
+        assert hh.codes() == []

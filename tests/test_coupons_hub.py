@@ -1,0 +1,216 @@
+"""Coupons at the hub: templates, issuing to a member and a group, grants, redemption from synced sales, anomalies.
+
+A virtual handheld runs the real firmware; the hub's ingest runs on real SQLite (tests/test_points_card.Shop).
+"""
+
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlmodel import Session, func, select
+
+from firmware import sale
+from hub import coupons, refunds
+from hub.app import create_app
+from hub.auth import ADMIN, SHOP_MANAGER, new_login
+from hub.cli import main as hub_cli
+from hub.downlinks import latest_versions, messages
+from hub.models import (
+    Anomaly,
+    AuditEntry,
+    CardAction,
+    Coupon,
+    CouponGrant,
+    CouponTemplate,
+    Device,
+    Member,
+    MemberTag,
+    Product,
+    Sale,
+)
+from hub.models import Shop as Shop_
+from protocol import downlink as dl
+from simulator.mifare_card import MifareClassic1K
+from tests.test_points_card import CARD_1, Shop
+
+
+class CouponShop(Shop):
+    """The shop, with member 1's card known to the hub from its first sale."""
+
+    def __init__(self, tmp_path):
+        super().__init__(tmp_path)
+        self.card1 = self.card(1, balance=5000)
+        assert self.hh.sell(self.card1, [(101, 1)]) == sale.RECEIPT
+        self.sync()
+
+
+@pytest.fixture
+def shop(tmp_path):
+    s = CouponShop(tmp_path)
+    yield s
+    s.close()
+
+
+def deliver(shop):
+    """The pending card actions, as the bridge sends them to the handheld (hub.downlinks.messages: coupons included)."""
+    have = shop.hh.terminal.status()["actions"]
+    with Session(shop.engine) as db:
+        device = db.get(Device, shop.hh.device_id)
+        assert device is not None
+        newest = latest_versions(db).actions
+        for _to, payload in messages(db, device, dl.ACTIONS, have, newest):
+            shop.hh.terminal.downlink(dl.topic(shop.hh.device_id, dl.ACTIONS), payload)
+
+
+def rows(engine, model):
+    with Session(engine) as db:
+        return int(db.exec(select(func.count()).select_from(model)).one())
+
+
+def sell(shop, card, lines, coupon_presses=1, hh=None):
+    """Ring up lines, press COUPON, pay: (the confirm screen as shown, the state it ends in)."""
+    hh = hh or shop.hh
+    hh.tap(card)
+    hh.run()
+    assert hh.state == sale.ITEMS, hh.lines
+    for item, qty in lines:
+        hh.press(*f"{qty}*{item}", "ENTER")
+    hh.press("OK", *["COUPON"] * coupon_presses)
+    hh.run()
+    shown = list(hh.lines)
+    hh.press("OK")
+    hh.run()
+    state = hh.state
+    hh.remove_card()
+    hh.run()
+    return shown, state
+
+
+def template(shop, **kw) -> int:
+    args: dict = {"name": "3 off 10", "kind": "fixed", "value": 300, "min_spend": 1000, "valid_days": 30} | kw
+    with Session(shop.engine) as db:
+        t = coupons.add_template(db, "hq", shop.now, **args)
+        db.commit()
+        return t.id or 0
+
+
+def test_bad_templates_are_refused_and_change_nothing(shop):
+    for kw, code, words in (({"kind": "percent", "value": 10001}, "bad_template", "10000 (100 %)"),
+                            ({"value": -5}, "bad_template", "value must be a whole number of 0 or more"),
+                            ({"starts": "2026-01-10", "ends": "2026-01-01"}, "bad_template", "is before starts"),
+                            ({"kind": "gift", "value": 999}, "bad_template", "gift item 999 is not a product")):
+        with pytest.raises(coupons.CouponError) as err:
+            template(shop, **kw)
+        assert err.value.code == code and words in err.value.message
+    assert rows(shop.engine, CouponTemplate) == 0 and rows(shop.engine, AuditEntry) == 0
+
+
+def test_issue_to_a_member_and_a_group_redeem_from_the_synced_sale(shop):
+    fixed = template(shop)
+    with Session(shop.engine) as db:
+        db.add(MemberTag(member_id=1, tag="vip", source="manual", created=0))
+        db.commit()
+        first = coupons.issue(db, "hq", shop.now, fixed, 1)
+        first_id = first.id or 0
+        done = coupons.issue_to(db, "hq", shop.now, fixed, coupons.group(db, tiers=[0]))
+        full = coupons.issue_to(db, "hq", shop.now, fixed, coupons.group(db, tags=["vip"]))
+        db.commit()
+        assert done["issued"] == [first_id + 1]  # member 1's second
+        assert done["skipped"] == [{"member": 2, "code": "no_card", "reason": "member 2 has no active card"}]
+        assert full["issued"] == [] and full["skipped"][0]["code"] == "card_full"
+        assert [a.kind for a in db.exec(select(CardAction).where(CardAction.card_no == CARD_1))] == ["coupon", "coupon"]
+    deliver(shop)
+    shown, state = sell(shop, shop.card1, [(102, 2), (101, 2)])
+    assert state == sale.RECEIPT and shown[0] == "Total 8.40" and shown[3] == "Coupon -3.00", shown
+    shop.sync()
+    with Session(shop.engine) as db:
+        used = db.get(Coupon, first_id)
+        assert used is not None
+        device, seq = shop.last_sale()
+        assert (used.redeemed_device, used.redeemed_seq) == (device, seq) and used.redeemed
+        s = db.exec(select(Sale).where(Sale.seq == seq)).one()
+        assert (s.coupon, s.coupon_value, s.total, s.state) == (first_id, 300, 840, "committed")
+        assert db.exec(select(Anomaly)).all() == []  # the hub's recompute agrees with the handheld
+        assert [c["state"] for c in coupons.coupons(db, 1)] == ["on card", "redeemed"]
+        # A refund gives back what was paid; the coupon stays spent.
+        r = refunds.refund_sale(db, "hq", shop.now, device, seq)
+        assert (r.total, r.stored_value) == (840, 840) and used.redeemed
+
+
+def test_a_second_redemption_from_a_cloned_card_is_an_anomaly_naming_both_sales(shop):
+    fixed = template(shop, min_spend=0)
+    with Session(shop.engine) as db:
+        cid = coupons.issue(db, "hq", shop.now, fixed, 1).id
+        db.commit()
+    deliver(shop)
+    shop.tap(shop.card1)
+    clone = MifareClassic1K.from_json(shop.card1.to_json())
+    assert sell(shop, shop.card1, [(101, 1)])[1] == sale.RECEIPT
+    assert sell(shop, shop.card1, [(101, 1)])[0][3] == "Coupon used"  # the real card says used
+    assert sell(shop, clone, [(101, 1)])[1] == sale.RECEIPT  # the clone (the card as it was) does not
+    shop.sync()
+    with Session(shop.engine) as db:
+        twice = db.exec(select(Anomaly).where(Anomaly.code == "coupon_redeemed_twice")).all()
+        used = db.get(Coupon, cid)
+        assert used is not None and len(twice) == 1 and f"{used.redeemed_device} #{used.redeemed_seq}" in twice[0].detail
+        assert f"#{twice[0].seq}" in twice[0].detail and twice[0].seq != used.redeemed_seq
+
+
+def test_grants_of_gift_packs_and_plans_become_coupons(shop):
+    with Session(shop.engine) as db:
+        db.add(Product(id=103, name="Croissant"))
+        db.commit()
+    gift = template(shop, name="free croissant", kind="gift", value=103, min_spend=0)
+    with Session(shop.engine) as db:
+        db.add(CouponGrant(member_id=1, template_id=gift, source="plan", source_id=1, time=shop.now))
+        db.add(CouponGrant(member_id=2, template_id=gift, source="plan", source_id=1, time=shop.now))
+        db.commit()
+        done = coupons.deliver_grants(db, "hq", shop.now)
+        again = coupons.deliver_grants(db, "hq", shop.now)
+        db.commit()
+        assert len(done["issued"]) == 1 and [w["code"] for w in done["waiting"]] == ["no_card"]
+        assert again["issued"] == []  # once
+    deliver(shop)
+    shown, _ = sell(shop, shop.card1, [(101, 1)])
+    assert shown[0] == "Total 2.50" and shown[3] == "Coupon -0.00"
+    shop.sync()
+    with Session(shop.engine) as db:
+        grant = db.exec(select(CouponGrant).where(CouponGrant.member_id == 1)).one()
+        assert grant.redeemed  # a plan sees the member responded
+        s = db.get(Sale, db.exec(select(func.max(Sale.id))).one())
+        assert s is not None and s.coupon and db.exec(select(Anomaly)).all() == []
+
+
+def test_the_coupon_api_and_cli(shop, tmp_path, monkeypatch, capsys):
+    _p, token = new_login(shop.engine, "hq", ADMIN, 0)
+    with Session(shop.engine) as db:
+        db.add(Shop_(id="shop-1", name="Shop 1", created=0))
+        db.commit()
+    _p, reader_token = new_login(shop.engine, "shop", SHOP_MANAGER, 0, shop_id="shop-1")
+    with TestClient(create_app(shop.engine), headers={"Authorization": f"Bearer {token}"}) as admin:
+        bad = admin.post("/api/v1/coupons/templates", json={"name": "x", "kind": "percent", "value": 20000})
+        assert bad.status_code == 400 and bad.json()["code"] == "bad_template" and "100 %" in bad.json()["detail"]
+        made = admin.post("/api/v1/coupons/templates", json={"name": "15 %", "kind": "percent", "value": 1500})
+        assert made.status_code == 201, made.text
+        issued = admin.post("/api/v1/coupons/issue", json={"template_id": made.json()["id"], "tiers": [0]})
+        assert issued.status_code == 201 and len(issued.json()["issued"]) == 1
+        assert [c["kind"] for c in admin.get("/api/v1/coupons").json()] == ["percent"]
+        as_shop = {"Authorization": f"Bearer {reader_token}"}
+        assert admin.get("/api/v1/coupons/templates", headers=as_shop).status_code == 200
+        assert admin.post("/api/v1/coupons/issue", headers=as_shop, json={"template_id": 1, "members": [1]}).status_code == 403
+    url = str(shop.engine.url)
+    monkeypatch.setenv("HUB_DATABASE_URL", url)
+    monkeypatch.setenv("HUB_DATA_DIR", str(tmp_path))
+    assert hub_cli(["coupon", "template", "add", "3 off", "--kind", "fixed", "--value", "3.00", "--min-spend", "20.00"]) == 0
+    assert hub_cli(["coupon", "template", "add", "bad", "--kind", "fixed", "--value", "3.00", "--starts", "2026-02-01",
+                    "--ends", "2026-01-01"]) == 2
+    assert hub_cli(["coupon", "issue", "2", "--member", "1", "--member", "2"]) == 0
+    assert hub_cli(["coupon", "list", "--member", "1"]) == 0
+    out, err = capsys.readouterr()
+    assert "coupon template 2: 3 off" in out and "member 2 skipped: member 2 has no active card" in out
+    assert "ends 2026-01-01 is before starts 2026-02-01" in err
+    assert "fixed 3.00" in out and "percent 15 %" in out
+    with Session(shop.engine) as db:
+        entry = db.exec(select(AuditEntry).where(AuditEntry.entity == "coupon")).first()
+        assert entry is not None and json.loads(entry.after)["member_id"] == 1
+        assert db.get(Member, 1) is not None
