@@ -25,6 +25,9 @@ ACK_TIMEOUT_MS = 10000  # no ack progress for this long while records are out: s
 WINDOW = 8  # QoS 1 messages in flight at most
 KEEPALIVE_S = 30
 CONNECT_TIMEOUT_MS = 1500
+# An online device publishes its status at least this often (seconds of its clock): the hub answers with an ack,
+# so a connected handheld with nothing to send stays synced and keeps its offline lease (firmware/downlinks.py).
+STATUS_EVERY_S = 3600
 
 
 def next_backoff(backoff_ms: int, jitter: float) -> int:
@@ -64,6 +67,7 @@ class SyncLoop:
         self.refused = ""
         self.sent_messages = 0
         self.announce = False  # a downlink moved a version: publish the status again
+        self.announced_s = 0  # clock.time() of the last status published
 
     def go(self, event: str) -> None:
         self.state = TRANSITIONS[self.state][event]
@@ -119,6 +123,7 @@ class SyncLoop:
         birth = self.status()
         birth.update({"online": True, "device": self.device_id, "head": self.journal.next_seq - 1, "acked": self.journal.acked})
         self.client.publish(status_topic(self.device_id), encode_status(birth), qos=1, retain=True)
+        self.announced_s = self.clock.time()
 
     def _exchange(self, now: int) -> None:
         for topic, payload, _retain in self.client.poll(0):
@@ -126,6 +131,9 @@ class SyncLoop:
                 self._ack(payload, now)
             elif self.on_down is not None and self.on_down(topic, payload):
                 self.announce = True
+        t = self.clock.time()
+        if t < self.announced_s or t - self.announced_s >= STATUS_EVERY_S:
+            self.announce = True  # a quiet hour (or a clock set back): say we are here
         if self.announce and self.client.inflight < WINDOW:
             self.announce = False
             self._announce()
