@@ -20,6 +20,8 @@ from hub.db import make_engine, migrate
 from hub.models import Device
 from hub.settings import Settings
 
+# Each area of the CLI: add_parsers(sub), COMMANDS it answers, run(args, engine).
+AREAS = (cli_members, cli_master, cli_auth, cli_cards, cli_plans, cli_loyalty, cli_coupons, cli_jobs)
 BROKER_PID = "hub-broker.pid"
 
 
@@ -87,14 +89,8 @@ def main(argv: list[str] | None = None) -> int:
     add.add_argument("id")
     add.add_argument("--shop", required=True)
     dsub.add_parser("list", help="the registered handhelds and their sync state")
-    cli_members.add_parsers(sub)
-    cli_master.add_parsers(sub)
-    cli_auth.add_parsers(sub)
-    cli_cards.add_parsers(sub)
-    cli_plans.add_parsers(sub)
-    cli_loyalty.add_parsers(sub)
-    cli_coupons.add_parsers(sub)
-    cli_jobs.add_parsers(sub)
+    for area in AREAS:
+        area.add_parsers(sub)
     sub.add_parser("roles", help="every API route and page with the roles that may use it (docs/roles.md)")
     bench = sub.add_parser("bench", help="benchmarks of the hub")
     bsub = bench.add_subparsers(dest="action", required=True)
@@ -113,22 +109,9 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "device":
         return _device(args, settings)
-    if args.command in cli_members.COMMANDS:
-        return cli_members.run(args, open_db(settings))
-    if args.command in cli_master.COMMANDS:
-        return cli_master.run(args, open_db(settings))
-    if args.command in cli_auth.COMMANDS:
-        return cli_auth.run(args, open_db(settings))
-    if args.command in cli_cards.COMMANDS:
-        return cli_cards.run(args, open_db(settings))
-    if args.command in cli_plans.COMMANDS:
-        return cli_plans.run(args, open_db(settings))
-    if args.command in cli_loyalty.COMMANDS:
-        return cli_loyalty.run(args, open_db(settings))
-    if args.command in cli_coupons.COMMANDS:
-        return cli_coupons.run(args, open_db(settings))
-    if args.command in cli_jobs.COMMANDS:
-        return cli_jobs.run(args, open_db(settings))
+    for area in AREAS:
+        if args.command in area.COMMANDS:
+            return area.run(args, open_db(settings))
     if args.command == "roles":
         from hub.app import create_app
         from hub.auth import roles_table

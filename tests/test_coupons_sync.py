@@ -6,7 +6,6 @@ sale syncs, passes the hub's recompute, and the coupon is redeemed once.
 """
 
 import random
-import time
 
 from sqlmodel import Session, col, select
 
@@ -17,19 +16,10 @@ from hub.models import Anomaly, Coupon, Member, Sale
 from simulator.handheld import VirtualHandheld
 from simulator.shop import master_key, member_card, read_card_directly
 from simulator.stack import Stack
+from tests.stepping import until
 
 MASTER = master_key(random.Random(41))
 
-
-def until(what, handhelds, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for hh in handhelds:
-            hh.sync_step()
-        if what():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"not reached in {timeout} s: {what.__doc__ or what}")
 
 
 def sell(hh, card, lines, keys=("COUPON",)):

@@ -7,7 +7,6 @@ the next tap, and their records come back to the ledger.
 
 import json
 import random
-import time
 
 import pytest
 from sqlmodel import Session, select
@@ -20,21 +19,11 @@ from protocol import downlink as dl
 from simulator.handheld import VirtualHandheld, committed_sales
 from simulator.shop import PRICE_LIST, master_key, member_card, read_card_directly
 from simulator.stack import Stack
+from tests.stepping import until
 
 MASTER = master_key(random.Random(21))
 A, B, C = "9000000000000001", "9000000000000002", "9000000000000003"
 
-
-def until(what, handhelds, timeout=20.0):
-    """Step the handhelds' sync loops until what() holds; fail after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for hh in handhelds:
-            hh.sync_step()
-        if what():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"not reached in {timeout} s: {what.__doc__ or what}")
 
 
 def received(hh):

@@ -7,7 +7,6 @@ price list was tampered with is caught by that recompute, with both figures.
 
 import json
 import random
-import time
 
 from sqlmodel import Session, select
 
@@ -17,19 +16,10 @@ from hub.models import Anomaly, Lease
 from simulator.handheld import VirtualHandheld
 from simulator.shop import master_key, member_card
 from simulator.stack import Stack
+from tests.stepping import until
 
 MASTER = master_key(random.Random(31))
 
-
-def until(what, handhelds, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        for hh in handhelds:
-            hh.sync_step()
-        if what():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"not reached in {timeout} s: {what.__doc__ or what}")
 
 
 def test_a_lease_from_the_hub_limits_offline_stored_value_and_every_sale_is_checked(tmp_path):
