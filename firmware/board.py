@@ -25,7 +25,7 @@ import time
 
 import machine
 
-from firmware import hal, netio
+from firmware import netio
 
 # MicroPython's time functions (mypy checks this file against CPython's time, which lacks them).
 _ticks_ms = time.ticks_ms  # type: ignore[attr-defined]
@@ -96,7 +96,7 @@ def reset() -> None:
 # -- UART ----------------------------------------------------------------------------------
 
 
-class BoardUart(hal.Uart):
+class BoardUart:  # hal.Uart
     """The PN532's UART (HSU: 115200 8N1).
 
     read() waits by polling any() with 1 ms sleeps: at 115200 baud a byte takes
@@ -136,7 +136,7 @@ class BoardUart(hal.Uart):
 # -- clock ---------------------------------------------------------------------------------
 
 
-class BoardClock(hal.Clock):
+class BoardClock:  # hal.Clock
     """Unix time from the RTC; a millisecond tick that does not wrap.
 
     time.ticks_ms() wraps (at 2**30 ms, 12.4 days, on the ESP32), but the firmware
@@ -190,7 +190,7 @@ class BoardClock(hal.Clock):
 # -- flash ---------------------------------------------------------------------------------
 
 
-class BoardFlash(hal.Flash):
+class BoardFlash:  # hal.Flash
     """Flat files in one folder of the littlefs file system.
 
     append = open 'ab', write, close (littlefs commits on close: the data is
@@ -265,8 +265,10 @@ class BoardFlash(hal.Flash):
             raise
 
     def _write_all(self, path: str, mode: str, data) -> None:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            data = (data,)  # one chunk (hal.chunks, not imported: hal's classes would take heap)
         with open(path, mode) as f:
-            for chunk in hal.chunks(data):
+            for chunk in data:
                 view = memoryview(chunk)
                 done = 0
                 while done < len(view):
@@ -309,7 +311,7 @@ class BoardFlash(hal.Flash):
 # -- display -------------------------------------------------------------------------------
 
 
-class BoardDisplay(hal.Display):
+class BoardDisplay:  # hal.Display
     """A 128x64 SSD1306 on I2C, or the REPL when there is no ssd1306 module or no OLED.
 
     screens.py writes 4 lines of up to 21 characters (a 6x8 font); framebuf's
@@ -363,7 +365,7 @@ class BoardDisplay(hal.Display):
 # -- keypad --------------------------------------------------------------------------------
 
 
-class BoardKeypad(hal.Keypad):
+class BoardKeypad:  # hal.Keypad
     """A key matrix: rows driven low one at a time (open drain), columns read with pull-ups.
 
     A key counts once per press: the scan must see the same key for debounce_ms

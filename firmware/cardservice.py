@@ -50,8 +50,8 @@ class CardService:
             intent = None
         try:
             ident = layout.decode_identity(self.master, uid, ident_blocks)
-        except layout.BadMac:
-            if intent is None:
+        except layout.CardError as exc:
+            if intent is None or exc.code != "bad_mac":
                 raise
             self._write(uid, layout.IDENTITY_BLOCKS, intent[1])
             ident = layout.decode_identity(self.master, uid, intent[1])
@@ -93,10 +93,10 @@ class CardService:
             self.reader.authenticate(mifare.first_block(layout.IDENTITY_SECTOR), "A", mifare.DEFAULT_KEY, uid)
             blocks = [self.reader.read_block(b) for b in layout.IDENTITY_BLOCKS]
         except AuthFailed:
-            return layout.UnknownCard("card of another system: our keys do not open it")
+            return layout.CardError("unknown_card", "card of another system: our keys do not open it")
         if blocks[0] == bytes(16):
-            return layout.BlankCard("blank card: not issued yet")
-        return layout.UnknownCard("card with transport keys but foreign data")
+            return layout.CardError("blank_card", "blank card: not issued yet")
+        return layout.CardError("unknown_card", "card with transport keys but foreign data")
 
     def _write(self, uid: bytes, blocks, data: list) -> None:
         """Write blocks of one sector in order (the MAC block last), then read them back."""

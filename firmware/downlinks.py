@@ -25,6 +25,11 @@ LEASE = "lease.json"
 SYNCED = "synced.json"
 
 
+def _id(text: str) -> int:
+    """The id of a held action, from its JSON text "[id, ...]"."""
+    return int(text[1 : text.find(",")])
+
+
 class Downlinks:
     """The hotlist (card_no -> reason; '' once HQ took the card off), the actions, the lease, with their versions."""
 
@@ -40,7 +45,10 @@ class Downlinks:
         self.hotlist_version = 0
         self.hotlist = {}  # type: dict[str, str]
         self.actions_version = 0
-        self.actions = []  # type: list[list]  # [id, card_no, number, kind, amount, points, tier]
+        # The held actions ([id, card_no, number, kind, amount, points, tier(, coupon)]), each as its JSON text,
+        # decoded only when a tapped card has some: decoded, an action takes ~280 bytes of heap, as text ~110.
+        # A text each, not one for all: no change needs a free block the size of them all in a nearly full heap.
+        self.held = []  # type: list[str]
 
     def load(self, journal=None) -> None:
         """Read the files (a missing or unreadable one counts as version 0: the hub sends it all again).
@@ -54,7 +62,7 @@ class Downlinks:
                     if name == HOTLIST:
                         self.hotlist_version, self.hotlist = doc["v"], doc["c"]
                     else:
-                        self.actions_version, self.actions = doc["v"], doc["a"]
+                        self.actions_version, self.held = doc["v"], [json.dumps(a) for a in doc["a"]]
             except (ValueError, KeyError, TypeError):
                 pass
         raw = self.flash.read(LEASE)
@@ -144,34 +152,47 @@ class Downlinks:
         frm, to, actions = dl.decode_actions(payload)
         if frm > self.actions_version or to <= self.actions_version:
             return False
-        held = [a[0] for a in self.actions]
+        ids = [_id(t) for t in self.held]
         for a in actions:
-            if a[0] not in held:
-                self.actions.append(a)
+            if a[0] not in ids:
+                self.held.append(json.dumps(a))
         self.actions_version = to
         self._save(ACTIONS)
         return True
 
+    @property
+    def actions(self) -> list:
+        """The actions held, decoded."""
+        return [json.loads(t) for t in self.held]
+
     def due(self, card_no: str, applied: int) -> list:
         """The card's actions not applied yet, in order; forgets those the card already holds."""
-        mine = [a for a in self.actions if a[1] == card_no]
-        if not mine:
-            return []
-        stale = [a for a in mine if a[2] <= applied]
+        tag = '"%s"' % card_no
+        mine = [json.loads(t) for t in self.held if tag in t]  # most taps: none, nothing decoded
+        stale = [a[0] for a in mine if a[2] <= applied]
         if stale:
-            self.actions = [a for a in self.actions if a not in stale]
-            self._save(ACTIONS)
+            self._forget(stale)
         return sorted([a for a in mine if a[2] > applied], key=lambda a: a[2])
 
     def done(self, action: list) -> None:
         """The action is on the card: forget it."""
-        if action in self.actions:
-            self.actions.remove(action)
+        self._forget([action[0]])
+
+    def _forget(self, ids: list) -> None:
+        kept = [t for t in self.held if _id(t) not in ids]
+        if len(kept) < len(self.held):
+            self.held = kept
             self._save(ACTIONS)
 
     def _save(self, name: str) -> None:
         if name == HOTLIST:
-            doc = {"v": self.hotlist_version, "c": self.hotlist}  # type: dict
+            self.flash.replace(name, json.dumps({"v": self.hotlist_version, "c": self.hotlist}).encode())
         else:
-            doc = {"v": self.actions_version, "a": self.actions}
-        self.flash.replace(name, json.dumps(doc).encode())
+            self.flash.replace(name, self._actions_file())
+
+    def _actions_file(self):
+        """The actions file, an action's text at a time: a nearly full heap may have no block for all of it."""
+        yield ('{"v": %d, "a": [' % self.actions_version).encode()
+        for i, text in enumerate(self.held):
+            yield (", " + text if i else text).encode()
+        yield b"]}"

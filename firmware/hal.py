@@ -2,6 +2,10 @@
 
 Only the board HAL and the simulator's HAL know where they run; the rest of the
 firmware talks to these interfaces. Methods raise NotImplementedError here.
+
+The handheld's own HALs (firmware/board.py, simulator/mpy/unixhal.py) implement them
+without inheriting, so this module is never loaded on the handheld: its classes would
+take ~3 KB of heap. tests/test_hal_seams.py checks that they implement every method.
 """
 
 
@@ -92,8 +96,28 @@ class Keypad:
         raise NotImplementedError
 
 
-class Network:
-    """Link state; the MQTT sync that uses it arrives with the sync issue."""
+class Reader:
+    """A contactless reader (errors: firmware.reader); the PN532 driver is one, the HQ desk reader another."""
 
-    def is_connected(self) -> bool:
+    def start(self) -> None:
+        """Wake the reader and configure it so select() answers promptly."""
+        raise NotImplementedError
+
+    def select(self) -> bytes | None:
+        """Select a card in the field; its UID, or None when there is none."""
+        raise NotImplementedError
+
+    def authenticate(self, block: int, key_type: str, key: bytes, uid: bytes) -> None:
+        """MIFARE Classic authentication of block's sector with key 'A' or 'B'.
+
+        After AuthFailed (firmware.reader) the card is halted: select() again before the next try.
+        """
+        raise NotImplementedError
+
+    def read_block(self, block: int) -> bytes:
+        """16 bytes of an authenticated sector's block."""
+        raise NotImplementedError
+
+    def write_block(self, block: int, data: bytes) -> None:
+        """Write 16 bytes to an authenticated sector's block."""
         raise NotImplementedError

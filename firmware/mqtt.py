@@ -15,9 +15,10 @@ Spec sections used: 2.2.2 fixed-header flags (wrong ones are malformed), 2.2.3
 remaining length (at most 4 bytes), 2.3.1 packet identifiers (non-zero), 3.1 CONNECT
 (3.1.2.9: no password without a user name), 3.2 CONNACK return codes, 3.3 PUBLISH
 (3.3.1.1: DUP only with QoS > 0; 3.3.2.1: no wildcards in a topic name), 3.4 PUBACK,
-3.8 SUBSCRIBE, 3.9 SUBACK, 3.12/3.13 PINGREQ/PINGRESP, 3.14 DISCONNECT (the broker
-drops the will), 3.1.2.10 keep alive, 4.4 redelivery with DUP after a reconnect with
-CleanSession 0, 4.6 in order, 4.7.3 topics at least one character, no U+0000.
+3.8 SUBSCRIBE, 3.9 SUBACK, 3.12/3.13 PINGREQ/PINGRESP, 3.1.2.10 keep alive, 4.4
+redelivery with DUP after a reconnect with CleanSession 0, 4.6 in order, 4.7.3 topics
+at least one character, no U+0000. Only what the sync loop uses: a handheld never
+disconnects politely (its link drops, and the will says so), so there is no DISCONNECT.
 
 Memory: a packet's body is read into one bytearray of its exact size (the parser
 never joins chunks); a QoS 1 message is kept by reference (topic, payload) until its
@@ -29,16 +30,12 @@ CONNECT = 1
 CONNACK = 2
 PUBLISH = 3
 PUBACK = 4
-PUBREC = 5
-PUBREL = 6
-PUBCOMP = 7
 SUBSCRIBE = 8
 SUBACK = 9
-UNSUBSCRIBE = 10
-UNSUBACK = 11
 PINGREQ = 12
 PINGRESP = 13
-DISCONNECT = 14
+# The packet types the handheld never sends nor takes (QoS 2, UNSUBSCRIBE, DISCONNECT) have no names:
+# each name would take heap on the handheld.
 
 MAX_REMAINING_LENGTH = 268435455
 """The largest remaining length four varint bytes can carry (2.2.3)."""
@@ -47,16 +44,16 @@ MAX_PACKET = 16384
 """Default limit on a received packet's remaining length (the body is allocated whole)."""
 
 PINGREQ_PACKET = b"\xc0\x00"
-DISCONNECT_PACKET = b"\xe0\x00"
 
-CONNACK_CODES = {
-    0: "connection accepted",
-    1: "unacceptable protocol version",
-    2: "client identifier rejected",
-    3: "server unavailable",
-    4: "bad user name or password",
-    5: "not authorized",
-}
+CONNACK_CODES = (
+    "connection accepted",
+    "unacceptable protocol version",
+    "client identifier rejected",
+    "server unavailable",
+    "bad user name or password",
+    "not authorized",
+)
+"""The CONNACK return codes' names, by code (3.2.2.3)."""
 
 SUBACK_FAILURE = 0x80
 """A SUBACK return code: the broker refused that topic filter."""
@@ -81,7 +78,7 @@ class MQTTConnectError(MQTTError):
 
     def __init__(self, code: int) -> None:
         self.code = code
-        self.name = CONNACK_CODES.get(code, "unknown return code")
+        self.name = CONNACK_CODES[code] if 0 <= code < len(CONNACK_CODES) else "unknown return code"
         super().__init__("connection refused: %d %s" % (code, self.name))
 
 
@@ -226,16 +223,6 @@ def encode_subscribe(pid: int, topics) -> bytes:
     return _packet((SUBSCRIBE << 4) | 0x02, body)
 
 
-def encode_pingreq() -> bytes:
-    """PINGREQ (3.12)."""
-    return PINGREQ_PACKET
-
-
-def encode_disconnect() -> bytes:
-    """DISCONNECT (3.14)."""
-    return DISCONNECT_PACKET
-
-
 # -- codec: parsing ------------------------------------------------------------------
 
 
@@ -313,7 +300,7 @@ def _check_fixed_header(b: int) -> None:
         if flags & 0x06 == 0x06:
             raise MQTTProtocolError("PUBLISH with QoS 3")
         return
-    want = 0x02 if ptype in (PUBREL, SUBSCRIBE, UNSUBSCRIBE) else 0
+    want = 0x02 if ptype in (6, 8, 10) else 0  # PUBREL, SUBSCRIBE, UNSUBSCRIBE
     if flags != want:
         raise MQTTProtocolError("packet type %d with flags 0x%X" % (ptype, flags))
 
@@ -455,10 +442,6 @@ class MQTTClient:
         """QoS 1 messages sent (or to re-send) whose PUBACK has not arrived."""
         return len(self._inflight)
 
-    def inflight_ids(self) -> list:
-        """The packet identifiers of the in-flight messages, oldest first."""
-        return [m[0] for m in self._inflight]
-
     # -- connection ----------------------------------------------------------------
 
     def connect(self, clean_session: bool = False, will=None) -> bool:
@@ -507,15 +490,6 @@ class MQTTClient:
 
     def close(self) -> None:
         """Drop the connection abruptly (the broker publishes the will); keep the in-flight messages."""
-        self._drop()
-
-    def disconnect(self) -> None:
-        """Send DISCONNECT and close: the broker discards the will (3.14.4)."""
-        if self._connected and self._conn is not None:
-            try:
-                self._conn.write(DISCONNECT_PACKET)
-            except OSError:
-                pass
         self._drop()
 
     # -- messages ------------------------------------------------------------------

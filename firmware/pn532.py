@@ -27,7 +27,7 @@ Timeouts use clock.ticks_ms() differences; a wait longer than any timeout is tak
 as a wrapped tick counter and ends the wait.
 """
 
-from firmware.reader import AuthFailed, CardLost, Reader, ReaderError, ReaderProtocolError, ReaderTimeout
+from firmware.reader import AuthFailed, CardLost, ReaderError, ReaderProtocolError, ReaderTimeout
 
 TFI_HOST = 0xD4
 """Frame identifier of frames from the host controller to the PN532."""
@@ -79,35 +79,41 @@ STATUS_MIFARE_AUTH = 0x14
 STATUS_CARD_DISAPPEARED = 0x2B
 """The card previously activated has disappeared."""
 
-# Section 7.1 error table, names in short.
-STATUS_NAMES = {
-    0x01: "timeout: the target has not answered",
-    0x02: "CRC error",
-    0x03: "parity error",
-    0x04: "erroneous bit count during anticollision/select",
-    0x05: "framing error during MIFARE operation",
-    0x06: "abnormal bit collision during anticollision",
-    0x07: "communication buffer size insufficient",
-    0x09: "RF buffer overflow",
-    0x0A: "RF field not switched on in time by the counterpart",
-    0x0B: "RF protocol error",
-    0x0D: "overheating: antenna drivers switched off",
-    0x0E: "internal buffer overflow",
-    0x10: "invalid parameter",
-    0x12: "DEP: command not supported by the target",
-    0x13: "data format does not match the specification (MIFARE NAK)",
-    0x14: "MIFARE authentication error",
-    0x23: "wrong UID check byte",
-    0x25: "DEP: invalid device state",
-    0x26: "operation not allowed in this configuration",
-    0x27: "command not acceptable in the current context",
-    0x29: "the target has been released by the initiator",
-    0x2A: "card ID mismatch: the card has been exchanged",
-    0x2B: "the card previously activated has disappeared",
-    0x2C: "NFCID3 mismatch",
-    0x2D: "over-current event",
-    0x2E: "NAD missing in DEP frame",
-}
+# Section 7.1 error table, names in short: one string, which stays in flash (a dict would take ~1 KB of heap).
+STATUS_NAMES = """
+01 timeout: the target has not answered
+02 CRC error
+03 parity error
+04 erroneous bit count during anticollision/select
+05 framing error during MIFARE operation
+06 abnormal bit collision during anticollision
+07 communication buffer size insufficient
+09 RF buffer overflow
+0A RF field not switched on in time by the counterpart
+0B RF protocol error
+0D overheating: antenna drivers switched off
+0E internal buffer overflow
+10 invalid parameter
+12 DEP: command not supported by the target
+13 data format does not match the specification (MIFARE NAK)
+14 MIFARE authentication error
+23 wrong UID check byte
+25 DEP: invalid device state
+26 operation not allowed in this configuration
+27 command not acceptable in the current context
+29 the target has been released by the initiator
+2A card ID mismatch: the card has been exchanged
+2B the card previously activated has disappeared
+2C NFCID3 mismatch
+2D over-current event
+2E NAD missing in DEP frame
+"""
+
+
+def status_name(code: int) -> str:
+    """The 7.1 table's name of a status code."""
+    i = STATUS_NAMES.find("\n%02X " % code)
+    return STATUS_NAMES[i + 4 : STATUS_NAMES.find("\n", i + 4)] if i >= 0 else "unknown error"
 
 
 class PN532StatusError(ReaderError):
@@ -115,7 +121,7 @@ class PN532StatusError(ReaderError):
 
     def __init__(self, code: int, name: str = "") -> None:
         self.code = code
-        self.name = name or STATUS_NAMES.get(code, "unknown error")
+        self.name = name or status_name(code)
         super().__init__("PN532 status 0x%02X: %s" % (code, self.name))
 
 
@@ -314,7 +320,7 @@ def _raise_status(status: int) -> None:
     raise PN532StatusError(code)
 
 
-class PN532(Reader):
+class PN532:  # hal.Reader
     """A PN532 on a UART at 115200 8N1, selecting one ISO 14443-A card at a time.
 
     timeout_ms bounds the wait for each ACK and, by default, for each response

@@ -1,7 +1,7 @@
-"""What the card service needs from a contactless reader, and the errors it raises.
+"""The errors a contactless reader raises (its interface is firmware.hal.Reader).
 
 A reader selects one ISO 14443-A card and runs MIFARE Classic commands on it. The
-PN532 on the handheld implements this; the HQ desk reader will too.
+PN532 on the handheld implements it; the HQ desk reader does too.
 """
 
 
@@ -23,30 +23,3 @@ class AuthFailed(ReaderError):
 
 class CardLost(ReaderError):
     """The card stopped answering (pulled away mid-transaction)."""
-
-
-class Reader:
-    """The interface; the PN532 driver is one implementation."""
-
-    def start(self) -> None:
-        """Wake the reader and configure it so select() answers promptly."""
-        raise NotImplementedError
-
-    def select(self) -> bytes | None:
-        """Select a card in the field; its UID, or None when there is none."""
-        raise NotImplementedError
-
-    def authenticate(self, block: int, key_type: str, key: bytes, uid: bytes) -> None:
-        """MIFARE Classic authentication of block's sector with key 'A' or 'B'.
-
-        After AuthFailed the card is halted: select() again before the next try.
-        """
-        raise NotImplementedError
-
-    def read_block(self, block: int) -> bytes:
-        """16 bytes of an authenticated sector's block."""
-        raise NotImplementedError
-
-    def write_block(self, block: int, data: bytes) -> None:
-        """Write 16 bytes to an authenticated sector's block."""
-        raise NotImplementedError

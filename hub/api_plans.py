@@ -20,6 +20,7 @@ from hub import tags, tiers
 from hub.auth import ADMIN, MEMBER, SHOP_MANAGER, Gate, Principal
 from hub.members import get_member
 from hub.models import Badge, Plan, PlanRun, TierReview, TierRules
+from hub.notifications import delivery_of_runs
 from hub.refusal import Refusal, commit_or_refuse, refused
 
 
@@ -82,6 +83,7 @@ class RunOut(BaseModel):
     actor: str
     summary: dict[str, Any]
     members: list[int] | None = Field(None, description="the members reached (for one run)")
+    delivery: dict[str, int] | None = Field(None, description="its notifications now: how many, delivered (read too), read")
 
 
 class BadgeIn(BaseModel):
@@ -107,9 +109,9 @@ def plan_out(plan: Plan) -> PlanOut:
     return PlanOut(**plan.model_dump(exclude={"body"}), plan=json.loads(plan.body))
 
 
-def run_out(run: PlanRun, members: list[int] | None = None) -> RunOut:
+def run_out(run: PlanRun, members: list[int] | None = None, delivery: dict[str, int] | None = None) -> RunOut:
     return RunOut(**run.model_dump(exclude={"summary", "id"}), id=run.id or 0, summary=json.loads(run.summary or "{}"),
-                  members=members)
+                  members=members, delivery=delivery)
 
 
 def plan_routes(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:
@@ -185,7 +187,8 @@ def plan_routes(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:
     @api.get("/plans/runs/{run_id}", response_model=RunOut)
     def one_run(run_id: int, db: Db, who: Staff) -> Any:
         """One run, with the members it reached."""
-        return read(lambda: run_out(plan_rules.get_run(db, run_id), plan_rules.reached(db, run_id)))
+        return read(lambda: run_out(plan_rules.get_run(db, run_id), plan_rules.reached(db, run_id),
+                                    delivery_of_runs(db, [run_id])[run_id]))
 
     @api.get("/plans/{plan_id}", response_model=PlanOut)
     def one_plan(plan_id: int, db: Db, who: Staff) -> Any:
@@ -211,7 +214,12 @@ def plan_routes(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:
 
     @api.get("/plans/{plan_id}/runs", response_model=list[RunOut])
     def plan_runs(plan_id: int, db: Db, who: Staff, limit: Annotated[int, Query(ge=1, le=500)] = 50) -> Any:
-        return read(lambda: [run_out(r) for r in plan_rules.runs(db, plan_rules.current_plan(db, plan_id).id, limit)])
+        def log() -> list[RunOut]:
+            done = plan_rules.runs(db, plan_rules.current_plan(db, plan_id).id, limit)
+            seen = delivery_of_runs(db, [r.id or 0 for r in done])
+            return [run_out(r, delivery=seen[r.id or 0]) for r in done]
+
+        return read(log)
 
     # -- badges -----------------------------------------------------------------------------------
 

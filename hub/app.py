@@ -15,16 +15,20 @@ from hub import pages
 from hub.api_auth import auth_routes, install_refusal_pages, login_pages
 from hub.api_cards import card_routes
 from hub.api_coupons import coupon_routes
+from hub.api_lease import lease_routes
 from hub.api_loyalty import loyalty_routes
 from hub.api_master import master_routes
 from hub.api_members import member_routes
+from hub.api_notifications import notification_routes
 from hub.api_plans import plan_routes
 from hub.auth import ADMIN, MEMBER, SHOP_MANAGER, Gate, Principal, document_roles
 from hub.downlinks import Latest, behind, latest_versions
 from hub.models import Anomaly, Card, CardStock, Device, Sale, SaleLine
 from hub.web_cards import card_pages
+from hub.web_loyalty import loyalty_pages
 from hub.web_master import master_pages
 from hub.web_members import members_pages
+from hub.web_offers import offers_pages
 
 
 class DeviceOut(BaseModel):
@@ -210,11 +214,15 @@ def create_app(
     api.include_router(plan_routes(session, gate))
     api.include_router(loyalty_routes(session, gate))
     api.include_router(coupon_routes(session, gate))
+    api.include_router(lease_routes(session, gate))
+    api.include_router(notification_routes(session, gate))
     app.include_router(api)
     app.include_router(login_pages(gate))
     app.include_router(card_pages(session, gate))
     app.include_router(members_pages(session, gate))
     app.include_router(master_pages(session, gate))
+    app.include_router(loyalty_pages(session, gate))
+    app.include_router(offers_pages(session, gate))
     install_refusal_pages(app)
     document_roles(app)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from hub.activity import lifetime
 from hub.masterdata import audit, snapshot
@@ -88,3 +88,9 @@ def badges_of(db: Session, member_id: int) -> list[dict[str, Any]]:
 
 def all_badges(db: Session) -> list[Badge]:
     return list(db.exec(select(Badge).order_by(col(Badge.code))))
+
+
+def holders(db: Session) -> dict[str, int]:
+    """{badge code: how many members hold it}."""
+    counts = select(MemberBadge.code, func.count()).group_by(col(MemberBadge.code))
+    return {code: int(n) for code, n in db.exec(counts).all()}

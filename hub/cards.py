@@ -17,6 +17,7 @@ from sqlalchemy import select as sa_select
 from sqlmodel import Session, col, select
 
 from hub import auth
+from hub.coupons import move_to_card as move_coupons
 from hub.downlink_queue import hotlist_change, queue_action
 from hub.masterdata import audit, snapshot
 from hub.models import (
@@ -468,8 +469,8 @@ def record_issue(db: Session, actor: str, now: int, attempt: IssueAttempt, passw
     """The card the desk wrote and read back, recorded: the card, its opening ledger, its number out of stock.
 
     For a replacement, also the old card: replaced, on the hotlist, its pending actions
-    cancelled and carried, its balance and points moved to the new card (settle_card()
-    queues whatever is left over).
+    cancelled and carried, its balance, points and unused coupons moved to the new card
+    (settle_card() queues whatever is left over).
     """
     card = Card(
         card_no=attempt.card_no, uid=attempt.uid, member_id=attempt.member_id, tier=attempt.tier,
@@ -494,6 +495,7 @@ def record_issue(db: Session, actor: str, now: int, attempt: IssueAttempt, passw
                 _post(db, now, old, account, amount, f"{memo} carried to new card")
         _post(db, now, old, "stored_value", -attempt.balance, f"moved to {card.card_no}")
         _post(db, now, old, "points", -attempt.points, f"moved to {card.card_no}")
+        move_coupons(db, actor, now, old.card_no, card.card_no)
         db.add(old)
         hotlist_change(db, old.card_no, old.uid, True, "replaced", now)
         audit(db, actor, now, "replace", old, old.card_no, before)

@@ -14,14 +14,14 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from hub import broker as mosquitto
-from hub import cli_auth, cli_cards, cli_coupons, cli_jobs, cli_loyalty, cli_master, cli_members, cli_plans
+from hub import cli_auth, cli_cards, cli_coupons, cli_jobs, cli_lease, cli_loyalty, cli_master, cli_members, cli_plans
 from hub.cli_cards import make_card_batch  # noqa: F401  (scripts and tests import it from here)
 from hub.db import make_engine, migrate
 from hub.models import Device
 from hub.settings import Settings
 
 # Each area of the CLI: add_parsers(sub), COMMANDS it answers, run(args, engine).
-AREAS = (cli_members, cli_master, cli_auth, cli_cards, cli_plans, cli_loyalty, cli_coupons, cli_jobs)
+AREAS = (cli_members, cli_master, cli_auth, cli_cards, cli_plans, cli_loyalty, cli_coupons, cli_jobs, cli_lease)
 BROKER_PID = "hub-broker.pid"
 
 

@@ -98,9 +98,10 @@ def _run(args: argparse.Namespace, db: Session, actor: str, now: int) -> list[st
                 raise CliError("bad_argument", "refund lines are ITEM=QTY with whole numbers, e.g. 301=1")
             lines = [(int(i), int(q)) for i, q in pairs]
         r = refunds.refund_sale(db, actor, now, args.device, args.seq, lines)
-        return [f"refund {r.id} of {args.device} #{args.seq}: {format_money(r.total)} "
+        said = [f"refund {r.id} of {args.device} #{args.seq}: {format_money(r.total)} "
                 f"({format_money(r.stored_value)} to card {r.card_no}, {format_money(r.cash)} cash, "
                 f"{r.points_back} points back, {r.points_taken} points taken)"]
+        return said + ([f"{r.referral_points} referral points taken back from the referrer"] if r.referral_points else [])
     if action == "refer":
         m = points.set_referrer(db, actor, now, args.member, args.referrer)
         return [f"member {m.id} referred by member {m.referrer_id}"]

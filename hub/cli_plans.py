@@ -15,6 +15,7 @@ from sqlmodel import Session, col, select
 
 from hub import badges, plans, tags, tiers
 from hub.models import PlanRun, TierRules
+from hub.notifications import delivery_of_runs
 from hub.refusal import Refusal
 
 COMMANDS = ("tiers", "tags", "plan", "badges")
@@ -111,9 +112,12 @@ def run(args: argparse.Namespace, engine: Engine) -> int:
     return 0
 
 
-def _run_line(r: PlanRun) -> str:
+def _run_line(r: PlanRun, delivery: dict[str, int] | None = None) -> str:
     again = f" of run {r.rerun_of}" if r.rerun_of else ""
-    return f"run {r.id}\t{r.time}\tv{r.plan_version}\t{r.trigger}{again}\treached {r.reached}\t{r.summary}"
+    seen = ""
+    if delivery and delivery["notifications"]:
+        seen = f"\tnotifications delivered {delivery['delivered']}, read {delivery['read']}"
+    return f"run {r.id}\t{r.time}\tv{r.plan_version}\t{r.trigger}{again}\treached {r.reached}\t{r.summary}{seen}"
 
 
 def _run(args: argparse.Namespace, db: Session, actor: str, now: int) -> list[str]:
@@ -166,9 +170,12 @@ def _plan(args: argparse.Namespace, db: Session, actor: str, now: int) -> list[s
     if args.action == "runs":
         if args.run is not None:
             r = plans.get_run(db, args.run)
-            return [_run_line(r), "members: " + " ".join(str(m) for m in plans.reached(db, r.id or 0))]
+            seen = delivery_of_runs(db, [r.id or 0])
+            return [_run_line(r, seen[r.id or 0]), "members: " + " ".join(str(m) for m in plans.reached(db, r.id or 0))]
         plans.current_plan(db, args.id)
-        return [_run_line(r) for r in plans.runs(db, args.id)] or [f"plan {args.id} has not run yet"]
+        done = plans.runs(db, args.id)
+        seen = delivery_of_runs(db, [r.id or 0 for r in done])
+        return [_run_line(r, seen[r.id or 0]) for r in done] or [f"plan {args.id} has not run yet"]
     r = plans.rerun(db, actor, now, args.id, args.run, args.non_responders)
     return [_run_line(r), "members: " + " ".join(str(m) for m in plans.reached(db, r.id or 0))]
 

@@ -11,6 +11,11 @@ rolled-back card can make one) is anomaly coupon_redeemed_twice, naming both sal
 Tier gift packs and plan runs grant coupons as CouponGrant rows (by template);
 deliver_grants() turns each into a coupon once the member has a card with a free slot, and
 a grant's redeemed time follows its coupon's, so a plan sees who responded.
+
+A replacement card gets the old card's unused coupons again (move_to_card(), called by
+hub.cards when it records the replacement): the old row is marked moved to the new one.
+When a late offline sale turns out to have used the old copy after all, the new copy is
+voided (redeem()), so no coupon counts twice.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from sqlalchemy import Table, and_, update
+from sqlalchemy import Table, and_, or_, update
 from sqlalchemy import select as core_select
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, func, select
@@ -35,6 +40,7 @@ MAX_VALUE = 0xFFFFFF  # the card keeps a value in 24 bits
 MAX_DAYS = 3660
 COUPONS: Table = Coupon.__table__  # type: ignore[attr-defined]
 GRANTS: Table = CouponGrant.__table__  # type: ignore[attr-defined]
+ACTIONS: Table = CardAction.__table__  # type: ignore[attr-defined]
 
 
 class CouponError(Refusal):
@@ -141,9 +147,14 @@ def newest_card(db: Session, member_id: int) -> Card | None:
 
 
 def held(db: Session, card_no: str, day: int) -> int:
-    """Coupons the card holds or will hold on day: issued to it, not redeemed, not expired (the hub's count errs high)."""
+    """Coupons the card holds or will hold on day: issued to it, not redeemed, not expired (the hub's count errs high).
+
+    A voided coupon still counts once its action reached the card: the card keeps it in a slot.
+    """
+    on_card = select(CardAction.id).where(CardAction.card_no == card_no, CardAction.state == "applied")
     return int(db.exec(select(func.count()).select_from(Coupon).where(
-        Coupon.card_no == card_no, Coupon.redeemed == 0, col(Coupon.valid_until) >= day)).one())
+        Coupon.card_no == card_no, Coupon.redeemed == 0, col(Coupon.valid_until) >= day,
+        col(Coupon.moved_to).is_(None), or_(col(Coupon.voided) == 0, col(Coupon.action_id).in_(on_card)))).one())
 
 
 def why_not(db: Session, t: CouponTemplate, member_id: int, now: int) -> tuple[str, str]:
@@ -220,6 +231,57 @@ def deliver_grants(db: Session, actor: str, now: int) -> dict[str, Any]:
     return {"issued": issued, "waiting": waiting}
 
 
+def expire_past(db: Session, now: int) -> int:
+    """Mark the coupons past their last day and never redeemed as expired (the hub's list); how many this time.
+
+    Only a mark for people reading the list: the card refuses an expired coupon by its own dates, and a sale
+    made on its last day that syncs later still redeems it (redeemed wins over expired in the list).
+    """
+    past = list(db.exec(select(Coupon).where(Coupon.valid_until < now // DAY, Coupon.redeemed == 0, Coupon.expired == 0)))
+    for c in past:
+        c.expired = now
+        db.add(c)
+    db.flush()
+    return len(past)
+
+
+# -- a replacement card -------------------------------------------------------------------------------
+
+
+def movable(db: Session, card_no: str, day: int) -> list[Coupon]:
+    """The card's coupons a replacement takes over: issued to it (on the card or on their way), unused, valid on day."""
+    return list(db.exec(select(Coupon).where(
+        Coupon.card_no == card_no, Coupon.redeemed == 0, Coupon.voided == 0, col(Coupon.moved_to).is_(None),
+        col(Coupon.valid_until) >= day).order_by(col(Coupon.id))))
+
+
+def move_to_card(db: Session, actor: str, now: int, old_card_no: str, new_card_no: str) -> list[Coupon]:
+    """Issue each movable coupon of the old card again to the new one: same terms and dates, a new id on its way.
+
+    The old row is marked moved_to the new one; a grant goes with it (the new copy fulfils it
+    now). The caller has cancelled the old card's pending actions and commits with the rest
+    of the replacement.
+    """
+    out = []
+    for old in movable(db, old_card_no, now // DAY):
+        grant_id, old.grant_id = old.grant_id, None
+        db.add(old)
+        db.flush()  # the grant's key is unique: free it before the copy takes it
+        new = Coupon(template_id=old.template_id, member_id=old.member_id, card_no=new_card_no, kind=old.kind,
+                     value=old.value, min_spend=old.min_spend, valid_from=old.valid_from, valid_until=old.valid_until,
+                     issued=now, actor=actor, grant_id=grant_id)
+        db.add(new)
+        db.flush()
+        action = queue_action(db, new_card_no, "coupon", now, actor, note=f"coupon {new.id} (moved from {old.id})")
+        new.action_id = action.id
+        before = old.model_dump()
+        old.moved_to = new.id
+        db.add_all([new, old])
+        audit(db, actor, now, "move", old, str(old.id), before)
+        out.append(new)
+    return out
+
+
 def coupons(db: Session, member_id: int | None = None) -> list[dict[str, Any]]:
     """Coupons, newest first, with whether each reached its card."""
     query = select(Coupon, CardAction.state).outerjoin(CardAction, col(CardAction.id) == col(Coupon.action_id))
@@ -227,7 +289,8 @@ def coupons(db: Session, member_id: int | None = None) -> list[dict[str, Any]]:
         query = query.where(Coupon.member_id == member_id)
     out = []
     for c, action_state in db.exec(query.order_by(col(Coupon.id).desc())).all():
-        state = "redeemed" if c.redeemed else "on card" if action_state == "applied" else "issued"
+        state = "redeemed" if c.redeemed else "moved" if c.moved_to else "void" if c.voided else "expired" if c.expired \
+            else "on card" if action_state == "applied" else "issued"
         out.append(c.model_dump() | {"state": state, "from": show_day(c.valid_from), "until": show_day(c.valid_until)})
     return out
 
@@ -262,10 +325,44 @@ def redeem(conn: Connection, sale: dict[str, Any]) -> list[tuple[str, str]]:
         out.append(("coupon_other_card", f"coupon {row.id} went to card {row.card_no}, used by {where} on {sale['card_no']}"))
     conn.execute(update(COUPONS).where(COUPONS.c.id == row.id).values(
         redeemed=sale["time"], redeemed_device=sale["device_id"], redeemed_seq=sale["seq"]))
-    if row.grant_id is not None:
-        conn.execute(update(GRANTS).where(and_(GRANTS.c.id == row.grant_id, GRANTS.c.redeemed == 0))
+    if row.voided:
+        out.append(("coupon_void_used", f"coupon {row.id} was voided (the coupon it replaced was used on the old card), "
+                                        f"used by {where} all the same"))
+    grant_id = row.grant_id
+    if row.moved_to is not None:
+        found, grant_id = used_after_move(conn, row, sale["time"], where)
+        out += found
+    if grant_id is not None:
+        conn.execute(update(GRANTS).where(and_(GRANTS.c.id == grant_id, GRANTS.c.redeemed == 0))
                      .values(redeemed=sale["time"]))
     return out
+
+
+def used_after_move(conn: Connection, row: Any, time: int, where: str) -> tuple[list[tuple[str, str]], int | None]:
+    """A coupon moved to a replacement card was used on the old card after all: void the copy, or say why not.
+
+    ([(anomaly code, detail)], the grant the copy fulfils). The copy not on the new card yet is
+    voided and its action cancelled: nothing to look at. A copy on the card already is voided at
+    the hub but stays on the card (a card's slot is never taken back), and a used copy means the
+    coupon was used twice: both are anomalies.
+    """
+    copy = row
+    while copy.moved_to is not None:  # replaced more than once: the copy on the newest card
+        nxt = conn.execute(core_select(COUPONS).where(COUPONS.c.id == copy.moved_to)).first()
+        if nxt is None:
+            return [], None
+        copy = nxt
+    moved = f"coupon {row.id} moved to coupon {copy.id} on card {copy.card_no} when card {row.card_no} was replaced"
+    if copy.redeemed:
+        return [("coupon_used_after_move", f"{moved}; {copy.id} was used by {copy.redeemed_device} #{copy.redeemed_seq} "
+                                           f"and {row.id} on the old card by {where}: used twice")], copy.grant_id
+    conn.execute(update(COUPONS).where(COUPONS.c.id == copy.id).values(voided=time))
+    cancelled = conn.execute(update(ACTIONS).where(and_(ACTIONS.c.id == copy.action_id, ACTIONS.c.state == "pending"))
+                             .values(state="cancelled", note=func.substr(ACTIONS.c.note + f"; void: {row.id} used", 1, 120)))
+    if cancelled.rowcount:
+        return [], copy.grant_id
+    return [("coupon_used_after_move", f"{moved}; {row.id} was used on the old card by {where}, and {copy.id} is on the "
+                                       f"new card already: voided at the hub, the card keeps it")], copy.grant_id
 
 
 def action_terms(db: Session, action_ids: list[int]) -> dict[int, list[int]]:

@@ -1,4 +1,4 @@
-"""The HQ desk card reader over PC/SC (pyscard -> libpcsclite -> pcscd): a firmware.reader.Reader.
+"""The HQ desk card reader over PC/SC (pyscard -> libpcsclite -> pcscd): a firmware.hal.Reader.
 
 With it, firmware.cardservice.CardService issues and reads member cards at the desk.
 The reader is ACR122-class: it runs MIFARE Classic through the PC/SC storage-card
@@ -38,7 +38,8 @@ from typing import Any
 
 from smartcard import scard
 
-from firmware.reader import AuthFailed, CardLost, Reader, ReaderError, ReaderProtocolError, ReaderTimeout
+from firmware.hal import Reader
+from firmware.reader import AuthFailed, CardLost, ReaderError, ReaderProtocolError, ReaderTimeout
 
 KEY_SLOT = 0  # the volatile key location used for every authentication
 BLOCK_SIZE = 16

@@ -27,6 +27,8 @@ log = logging.getLogger("hub.downlinks")
 # Small messages: a handheld parses each one whole in a heap of under 100 KiB.
 HOTLIST_CHUNK = 50  # cards per hotlist message (about 30 bytes each)
 ACTIONS_CHUNK = 25  # actions per message (about 50 bytes each)
+# ...and at most this many bytes: a coupon action is ~90, and the handheld needs a free block the size of a message.
+ACTIONS_BYTES = 512
 
 
 @dataclass
@@ -92,12 +94,18 @@ def actions_messages(have: int, newest: int, pending: list[CardAction],
                      coupons: dict[int, list[int]] | None = None) -> list[tuple[int, bytes]]:
     """(version reached, payload) of the actions delta: the still-pending actions with ids in (have, newest]."""
     rows = sorted((a for a in pending if a.id is not None and have < a.id <= newest), key=lambda a: a.id or 0)
+    chunks: list[list[list[Any]]] = [[]]
+    for a in rows:
+        row = action_row(a, coupons)
+        chunk = chunks[-1]
+        if chunk and (len(chunk) >= ACTIONS_CHUNK or len(dl.encode_actions(newest, newest, chunk + [row])) > ACTIONS_BYTES):
+            chunks.append([])
+        chunks[-1].append(row)
     out = []
     frm = have
-    for i in range(0, max(len(rows), 1), ACTIONS_CHUNK):
-        chunk = rows[i : i + ACTIONS_CHUNK]
-        to = newest if i + ACTIONS_CHUNK >= len(rows) else int(chunk[-1].id or 0)
-        out.append((to, dl.encode_actions(frm, to, [action_row(a, coupons) for a in chunk])))
+    for i, chunk in enumerate(chunks):
+        to = newest if i == len(chunks) - 1 else int(chunk[-1][0])
+        out.append((to, dl.encode_actions(frm, to, chunk)))
         frm = to
     return out
 

@@ -21,7 +21,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from firmware.cardservice import CardService
-from firmware.reader import AuthFailed, CardLost, Reader, ReaderError, ReaderTimeout
+from firmware.hal import Reader
+from firmware.reader import AuthFailed, CardLost, ReaderError, ReaderTimeout
 from hub import auth, cards
 from hub.cards import CardOpError
 from hub.models import Card, CardStock, IssueAttempt, Member

@@ -46,7 +46,28 @@ PARAMS: dict[str, tuple[int, int, int, str]] = {
     "lease.max_sv_offline_total": (200_000, 0, 0x7FFFFFFF, "cents of stored value a handheld may take in all between syncs"),
     "points.validity_days": (365, 0, 3650, "days a lot of earned points lasts before the expiry job takes it (0: never)"),
     "points.referral_bps": (0, 0, 10000, "basis points of what a referred member's paid amount earns that their referrer gets"),
+    # RFM cut points (hub.tags, read at each recompute): score 5, 4, 3, 2 at these marks, else 1.
+    "rfm.window_days": (365, 1, 3660, "days back that RFM frequency and monetary count purchases"),
+    "rfm.r5_days": (14, 1, 3660, "RFM recency 5: days since the last purchase, at most"),
+    "rfm.r4_days": (30, 1, 3660, "RFM recency 4: days since the last purchase, at most"),
+    "rfm.r3_days": (90, 1, 3660, "RFM recency 3: days since the last purchase, at most"),
+    "rfm.r2_days": (180, 1, 3660, "RFM recency 2: days since the last purchase, at most (more: 1)"),
+    "rfm.f5_purchases": (20, 1, 100_000, "RFM frequency 5: purchases in the window, at least"),
+    "rfm.f4_purchases": (10, 1, 100_000, "RFM frequency 4: purchases in the window, at least"),
+    "rfm.f3_purchases": (5, 1, 100_000, "RFM frequency 3: purchases in the window, at least"),
+    "rfm.f2_purchases": (2, 1, 100_000, "RFM frequency 2: purchases in the window, at least (fewer: 1)"),
+    "rfm.m5_cents": (100_000, 1, 0x7FFFFFFF, "RFM monetary 5: cents paid in the window, at least"),
+    "rfm.m4_cents": (50_000, 1, 0x7FFFFFFF, "RFM monetary 4: cents paid in the window, at least"),
+    "rfm.m3_cents": (20_000, 1, 0x7FFFFFFF, "RFM monetary 3: cents paid in the window, at least"),
+    "rfm.m2_cents": (5_000, 1, 0x7FFFFFFF, "RFM monetary 2: cents paid in the window, at least (less: 1)"),
 }
+# Parameters that hold only together: each group's values rise strictly in this order (why, for the refusal).
+RISING: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("rfm.r5_days", "rfm.r4_days", "rfm.r3_days", "rfm.r2_days"), "a higher recency score needs a more recent purchase"),
+    (("rfm.f2_purchases", "rfm.f3_purchases", "rfm.f4_purchases", "rfm.f5_purchases"),
+     "a higher frequency score needs more purchases"),
+    (("rfm.m2_cents", "rfm.m3_cents", "rfm.m4_cents", "rfm.m5_cents"), "a higher monetary score needs more paid"),
+)
 
 
 class MasterDataError(Refusal):
@@ -261,7 +282,22 @@ def set_param(db: Session, actor: str, now: int, key: str, value: int) -> Param:
         raise MasterDataError("no_param", f"no parameter {key!r}; there are: {', '.join(sorted(PARAMS))}", 404)
     _default, lo, hi, _what = PARAMS[key]
     _whole(value, key, lo, hi)
+    _check_rising(params(db) | {key: value}, key)
     return _upsert(db, actor, now, Param, {"key": key}, {"value": value})
+
+
+def _check_rising(values: dict[str, int], key: str) -> None:
+    """Refuse a value that would break the order of its group in RISING (its neighbours as they are now)."""
+    for keys, why in RISING:
+        if key not in keys:
+            continue
+        at = keys.index(key)
+        if at > 0 and values[keys[at - 1]] >= values[key]:
+            below = keys[at - 1]
+            raise MasterDataError("bad_order", f"{key} must be more than {below} ({values[below]}), got {values[key]}: {why}")
+        if at + 1 < len(keys) and values[keys[at + 1]] <= values[key]:
+            above = keys[at + 1]
+            raise MasterDataError("bad_order", f"{key} must be less than {above} ({values[above]}), got {values[key]}: {why}")
 
 
 def params(db: Session) -> dict[str, int]:

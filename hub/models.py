@@ -495,14 +495,17 @@ class PlanRunMember(SQLModel, table=True):
 
 
 class Notification(SQLModel, table=True):
-    """A message to a member waiting to be sent (the outbox a sender reads)."""
+    """A message to a member (hub.notifications): queued, then delivered (shown or fetched, or pushed), then read."""
 
     id: int | None = Field(default=None, primary_key=True)
     member_id: int = Field(foreign_key="member.id", index=True)
     run_id: int | None = None
     time: int
     text: str = Field(max_length=500)
-    state: str = Field(default="queued", max_length=10, index=True)  # queued, sent
+    state: str = Field(default="queued", max_length=10, index=True)  # queued, delivered, read
+    delivered: int = 0  # unix seconds it reached the member; 0 while queued
+    read: int = 0  # unix seconds the member marked it read; 0 while unread
+    channel: str = Field(default="", max_length=16)  # what delivered it: "inbox" (/me, the API) or a gateway's name
 
 
 class Badge(SQLModel, table=True):
@@ -549,6 +552,9 @@ class ReferralAward(SQLModel, table=True):
     time: int
     points: int
     action_id: int | None = None  # the "referral" card action carrying them (one per referrer and run)
+    # The rates it was computed with: a refund takes back down to what they give on what is left paid (hub.refunds).
+    earn_per_100: int = 0
+    referral_bps: int = 0
 
 
 class Refund(SQLModel, table=True):
@@ -566,6 +572,8 @@ class Refund(SQLModel, table=True):
     points_taken: int  # earned points taken back
     card_no: str = Field(max_length=16)  # the card the action went to (the sale's, or the one that replaced it)
     action_id: int | None = None
+    referral_points: int = 0  # points taken back from the referrer's award on the sale (hub.referrals.referral_taken)
+    referral_action_id: int | None = None  # the "refund" action on the referrer's card taking them
 
 
 class RefundLine(SQLModel, table=True):
@@ -610,6 +618,18 @@ class Lease(SQLModel, table=True):
     max_sv_per_card_day: int
     max_sv_offline_total: int
     doc: str  # the signed document as sent
+
+
+class LeaseOverride(SQLModel, table=True):
+    """Lease terms HQ set for one device instead of the lease.* parameters (hub.lease); the whole set of limits."""
+
+    device_id: str = Field(primary_key=True, max_length=64)
+    expires_after_s: int
+    max_sv_per_sale: int
+    max_sv_per_card_day: int
+    max_sv_offline_total: int
+    set_at: int
+    actor: str = Field(max_length=64)
 
 
 
@@ -661,3 +681,6 @@ class Coupon(SQLModel, table=True):
     redeemed_device: str = Field(default="", max_length=64)
     redeemed_seq: int = 0
     redeemed: int = 0  # unix seconds of the sale that used it; 0 while not used
+    expired: int = 0  # unix seconds the coupons job found it past its last day unused; 0 while not
+    moved_to: int | None = None  # the coupon re-issued in its place on the card that replaced this one's card
+    voided: int = 0  # unix seconds it stopped counting (its original was used on the old card after all); 0: not

@@ -22,6 +22,7 @@ from hub.downlink_queue import queue_action
 from hub.masterdata import audit, params
 from hub.members import get_member
 from hub.models import Card, CardAction, LedgerEntry, Member, PointsDebt, ReferralAward, Sale
+from hub.referrals import referral_points
 from hub.refunds import refunded_total
 from hub.refusal import Refusal
 
@@ -108,11 +109,6 @@ def debt_change(kind: str, requested: int, applied: int) -> int:
 def applied_as_requested(requested: int, applied: int) -> bool:
     """Whether a card applied an action's points as HQ asked, or short of a deduction (stopped at zero)."""
     return applied == requested or requested <= applied <= 0
-
-
-def referral_points(paid: int, earn_per_100: int, referral_bps: int) -> int:
-    """Points a referrer earns on a referred member's sale paying `paid` cents (stored value + cash), rounded down."""
-    return paid * earn_per_100 * referral_bps // 1_000_000
 
 
 def identity(moves: list[Move]) -> dict[str, int]:
@@ -326,7 +322,8 @@ def award_referrals(db: Session, now: int, actor: str = "referrals") -> list[Car
     """Award referrers their points on referred members' synced sales not yet awarded: one action per referrer.
 
     Each sale is awarded once (ReferralAward's key), on what was paid less what HQ had
-    refunded of it by then. A referrer without an active card waits for one.
+    refunded of it by then (a later refund takes back: hub.referrals). A referrer without
+    an active card waits for one.
     """
     p = params(db)
     rows = db.exec(
@@ -343,7 +340,8 @@ def award_referrals(db: Session, now: int, actor: str = "referrals") -> list[Car
         assert member.referrer_id is not None and sale.id is not None
         paid = sale.stored_value + sale.cash - refunded.get(sale.id, {}).get("paid", 0)
         award = ReferralAward(sale_id=sale.id, referrer_id=member.referrer_id, member_id=member.id or 0, time=now,
-                              points=referral_points(paid, p["points.earn_per_100"], p["points.referral_bps"]))
+                              points=referral_points(paid, p["points.earn_per_100"], p["points.referral_bps"]),
+                              earn_per_100=p["points.earn_per_100"], referral_bps=p["points.referral_bps"])
         by_referrer.setdefault(member.referrer_id, []).append(award)
     out = []
     for referrer_id, awards in by_referrer.items():

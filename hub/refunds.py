@@ -4,8 +4,10 @@ A refund gives back, in proportion to the refunded lines' share of the sale's su
 the stored value paid (onto the card), the cash paid (at HQ, posted now) and the points
 redeemed (onto the card), and takes back the points earned. The card part is one
 "refund" card action, posted when a handheld applies it; points the card no longer
-holds become the member's debt (hub.points). Each unit sold is refunded at most once;
-a sale's Refund rows are what marks it refunded (refunded_total()).
+holds become the member's debt (hub.points). A sale whose referrer was awarded points
+also takes back, from the referrer's card, what the award loses (hub.referrals). Each
+unit sold is refunded at most once; a sale's Refund rows are what marks it refunded
+(refunded_total()).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from hub.cards import HQ_DEVICE, current_card
 from hub.downlink_queue import queue_action
 from hub.masterdata import audit
 from hub.models import Card, CardAction, LedgerEntry, Refund, RefundLine, Sale, SaleLine
+from hub.referrals import take_back
 from hub.refusal import Refusal
 
 PARTS = ("stored_value", "cash", "points_redeemed", "points_earned")
@@ -128,6 +131,7 @@ def refund_sale(db: Session, actor: str, now: int, device_id: str, seq: int,
     gross_before = sum(qty * sold[item][1] for item, qty in done.items())
     gross_after = gross_before + sum(qty * sold[item][1] for item, qty in wanted.items())
     split = refund_split(sale.model_dump(), gross_before, gross_after)
+    paid_before = refunded_total(db, [sale.id or 0]).get(sale.id or 0, {}).get("paid", 0)
     card = db.get(Card, sale.card_no)
     target = current_card(db, card) if card is not None else None
     refund = Refund(sale_id=sale.id or 0, time=now, actor=actor, total=split["total"], stored_value=split["stored_value"],
@@ -142,6 +146,8 @@ def refund_sale(db: Session, actor: str, now: int, device_id: str, seq: int,
         action = queue_action(db, refund.card_no, "refund", now, actor, amount=split["stored_value"], points=points,
                               note=f"refund {refund.id} of {device_id} #{seq}")
         refund.action_id = action.id
+    paid_after = sale.stored_value + sale.cash - paid_before - split["stored_value"] - split["cash"]
+    take_back(db, actor, now, sale, refund, paid_after)
     memo = f"refund {refund.id} of {device_id} #{seq}"[:40]
     for account, amount in (("cash", -split["cash"]), ("revenue", -split["total"])):
         if amount:

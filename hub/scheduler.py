@@ -1,6 +1,6 @@
 """The hub's schedule: which jobs run how often, what is due at a time, and the runner that records each run.
 
-The rules that run on a schedule (tier reviews, points expiry, RFM tags, plans, badges)
+The rules that run on a schedule (tier reviews, points expiry, RFM tags, plans, badges, coupons, prices)
 live in their own modules and take the time from their caller; this module only decides
 when to call them, with the time it is given (the wall clock in `hub serve`, a virtual
 one in the simulator). A cadence is a period aligned to the epoch: a daily job runs once
@@ -22,7 +22,7 @@ from sqlalchemy import func
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from hub import badges, plans, points, tags, tiers
+from hub import badges, coupons, notifications, plans, points, publishing, tags, tiers
 from hub.models import JobRun
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,22 @@ def _badges(db: Session, now: int, actor: str) -> str:
 
 def _plans(db: Session, now: int, actor: str) -> str:
     done = plans.run_due_plans(db, now, actor)
-    return "; ".join(f"plan {r.plan_id} ({r.trigger}) reached {r.reached}" for r in done) or "no plan was due"
+    pushed = notifications.push(db, now)  # the inbox needs no push; a gateway plugged into notifications would
+    said = "; ".join(f"plan {r.plan_id} ({r.trigger}) reached {r.reached}" for r in done) or "no plan was due"
+    return said + (f"; {pushed} notifications pushed" if pushed else "")
+
+
+def _coupons(db: Session, now: int, actor: str) -> str:
+    done = coupons.deliver_grants(db, actor, now)
+    expired = coupons.expire_past(db, now)
+    return f"{len(done['issued'])} grants issued as coupons, {len(done['waiting'])} waiting; {expired} coupons expired"
+
+
+def _prices(db: Session, now: int, actor: str) -> str:
+    published, refused = publishing.publish_changed(db, actor, now)
+    said = [f"published {shop} v{version}" for shop, version in published.items()]
+    said += [f"{shop} not published: {why}" for shop, why in refused.items()]
+    return "; ".join(said) or "no shop's prices changed since its last publish"
 
 
 # In this order: the review first (its upgrades are events plans react to, its gift packs are points), tags before
@@ -83,9 +98,11 @@ JOBS: tuple[Job, ...] = (
     Job("points", DAY, _points, "referral awards, points-debt settlements, expiry by lots (hub loyalty run)"),
     Job("rfm-tags", DAY, _rfm, "recompute every member's rfm tags (hub tags rfm)"),
     Job("badges", DAY, _badges, "grant the badges members earned (hub badges award)"),
-    # COUPON HOOK (part D): the coupons' scheduled work (e.g. expiring coupons past their date) goes here, as
-    #   Job("coupons", DAY, _coupons, "..."), with _coupons(db, now, actor) -> str calling hub/coupons.py.
     Job("plans", HOUR, _plans, "run the targeted plans that are due (hub plan run-due)"),
+    # After the plans and the review: the coupons they granted tonight reach the cards before the shops open.
+    Job("coupons", DAY, _coupons, "coupon grants to coupons, coupons past their last day marked expired (hub coupon deliver)"),
+    # Last: tonight's plans may have ended or started a promotion; a list made for later takes effect on the hour.
+    Job("prices", HOUR, _prices, "publish every shop whose prices changed since its last publish (hub prices publish)"),
 )
 
 

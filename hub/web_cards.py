@@ -23,6 +23,7 @@ from hub.cards import CardOpError
 from hub.forms import back, message, show
 from hub.models import Card, Member
 from hub.pages import table, td, when
+from hub.web_notifications import my_inbox, notification_pages
 from protocol.pricing import format_money
 
 MEMBER_CHOICES = 1000  # members offered in the issue form's list
@@ -394,6 +395,7 @@ pending actions; this card goes on the hotlist for good.</p>{reader_select("repl
  <div class="tile">Points<b id="me-points">{d["points"]}</b></div>
  <div class="tile">Tier<b id="me-tier">{d["tier"]}</b></div>
 </div>{pending}
+{my_inbox(db, who, now())}
 <h2>Recent purchases</h2>
 {table("my-sales", ["Time", "Shop", "Total", "From balance", "Points earned", "Points used"], sales, "No purchases yet.")}
 <h2>Change my password</h2>
@@ -423,4 +425,5 @@ pending actions; this card goes on the hotlist for good.</p>{reader_select("repl
             return me_page(db, who, error=exc.message, status=exc.status)
         return back("/me", "Password changed.")
 
+    web.include_router(notification_pages(db_dependency, gate, me_page))
     return web

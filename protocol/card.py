@@ -40,33 +40,16 @@ MAX_BALANCE = 0x7FFFFFFF
 
 
 class CardError(Exception):
-    """A card the handheld must refuse; .code is the reason reported in the journal."""
+    """A card the handheld must refuse; .code is the reason reported in the journal.
 
-    code = "card_error"
+    One class with a code (blank_card, unknown_card, unknown_layout, bad_mac, purse_invalid)
+    rather than a subclass each: every class costs the handheld's heap about 230 bytes.
+    """
 
-    def __init__(self, message: str):
+    def __init__(self, code: str, message: str):
         super().__init__(message)
+        self.code = code
         self.message = message
-
-
-class BlankCard(CardError):
-    code = "blank_card"
-
-
-class UnknownCard(CardError):
-    code = "unknown_card"
-
-
-class UnknownLayout(CardError):
-    code = "unknown_layout"
-
-
-class BadMac(CardError):
-    code = "bad_mac"
-
-
-class PurseInvalid(CardError):
-    code = "purse_invalid"
 
 
 def _derive(master: bytes, label: bytes, uid: bytes) -> bytes:
@@ -120,17 +103,17 @@ def _identity_mac(master: bytes, uid: bytes, header: bytes, member: bytes) -> by
 
 
 def decode_identity(master: bytes, uid: bytes, blocks: list) -> dict:
-    """Verify and decode the identity blocks; BlankCard, UnknownLayout or BadMac."""
+    """Verify and decode the identity blocks; CardError blank_card, unknown_layout or bad_mac."""
     header, member, mac = blocks
     if header == bytes(16) and member == bytes(16):
-        raise BlankCard("blank card: no member data")
+        raise CardError("blank_card", "blank card: no member data")
     magic, layout, flags, number, member_id = struct.unpack(_HEADER, header)
     if magic != MAGIC:
-        raise UnknownLayout("not a member card (no MC header)")
+        raise CardError("unknown_layout", "not a member card (no MC header)")
     if layout != LAYOUT_VERSION:
-        raise UnknownLayout("card layout v%d, this handheld reads v%d" % (layout, LAYOUT_VERSION))
+        raise CardError("unknown_layout", "card layout v%d, this handheld reads v%d" % (layout, LAYOUT_VERSION))
     if not equal(mac, _identity_mac(master, uid, header, member)):
-        raise BadMac("card data failed its MAC check")
+        raise CardError("bad_mac", "card data failed its MAC check")
     tier, category, issued, expiry, actions, _ = struct.unpack(_MEMBER, member)
     out = {
         "card_no": card_number_str(number),
@@ -188,7 +171,7 @@ def choose_purse(copy_a: dict | None, copy_b: dict | None) -> tuple:
     The next write goes to the other copy, so the current one survives a tear.
     """
     if copy_a is None and copy_b is None:
-        raise PurseInvalid("both purse copies are invalid")
+        raise CardError("purse_invalid", "both purse copies are invalid")
     if copy_b is None or (copy_a is not None and copy_a["counter"] >= copy_b["counter"]):
         return copy_a, "B"
     return copy_b, "A"

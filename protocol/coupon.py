@@ -114,7 +114,7 @@ def apply(price_list, q: dict, coupon: list, ext=None, index: int = 0, day: int 
     elif coupon[1] == 2:
         base = -q["discount"]  # the tier discount is on the discountable lines only
         for line in q["lines"]:
-            if price_list.items[line["item"]]["discountable"]:
+            if price_list.items[line["item"]][1]:  # (price, discountable, category)
                 base += line["price"] * line["qty"]
         off = pricing.apply_bps(base, coupon[2])
     else:

@@ -61,7 +61,8 @@ class PriceList:
             raise PricingError("bad_price_list", "price list must be an object")
         self.version = _int_field(doc, "version", "price list", 1, 0xFFFFFFFF)
         self.currency = str(doc.get("currency", "EUR"))
-        self.items = {}  # type: dict[int, dict]
+        # Each item and tier as a tuple of what the rules use: a dict each would take the handheld ~4x the heap.
+        self.items = {}  # type: dict[int, tuple]  # id -> (price, discountable, category)
         for item in _list(doc, "items"):
             where = "item %r" % (item.get("id") if isinstance(item, dict) else item)
             if not isinstance(item, dict):
@@ -69,41 +70,38 @@ class PriceList:
             item_id = _int_field(item, "id", where, 1, 0xFFFFFFFF)
             if item_id in self.items:
                 raise PricingError("bad_price_list", "%s: listed twice" % where)
-            name = item.get("name")
+            name = item.get("name")  # checked, not kept: the handheld shows no item names
             if not isinstance(name, str) or not name:
                 raise PricingError("bad_price_list", where + ": name must be a non-empty string")
-            self.items[item_id] = {
-                "id": item_id,
-                "name": name,
-                "price": _int_field(item, "price", where, 0, 10000000),
-                "category": str(item.get("category", "")),
-                "discountable": item.get("discountable", True) is not False,
-            }
+            self.items[item_id] = (
+                _int_field(item, "price", where, 0, 10000000),
+                item.get("discountable", True) is not False,
+                str(item.get("category", "")),
+            )
         if not self.items:
             raise PricingError("bad_price_list", "price list has no items")
-        self.tiers = {}  # type: dict[int, dict]
+        self.tiers = {}  # type: dict[int, tuple]  # number -> (name, discount_bps, points_bps)
         for tier in _list(doc, "tiers") or [{"tier": 0, "name": "Member", "discount_bps": 0}]:
             number = _int_field(tier, "tier", "tier", 0, 255)
             where = "tier %d" % number
-            self.tiers[number] = {
-                "tier": number,
-                "name": str(tier.get("name", "Tier %d" % number)),
-                "discount_bps": _int_field(tier, "discount_bps", where, 0, BPS),
+            self.tiers[number] = (
+                str(tier.get("name", "Tier %d" % number)),
+                _int_field(tier, "discount_bps", where, 0, BPS),
                 # Lists published before multipliers existed earn x1.
-                "points_bps": _int_field(tier, "points_bps", where, 0, MAX_POINTS_BPS) if "points_bps" in tier else BPS,
-            }
+                _int_field(tier, "points_bps", where, 0, MAX_POINTS_BPS) if "points_bps" in tier else BPS,
+            )
         points = doc.get("points") or {}
         self.earn_per_100 = _int_field(points, "earn_per_100", "points", 0, 1000) if points else 1
         self.point_value = _int_field(points, "point_value", "points", 1, 10000) if points else 1
         # The categories that earn no points: names some item of the list has, each once.
         self.excluded = points.get("excluded") or []  # type: list[str]
-        known = [item["category"] for item in self.items.values()]
+        known = [item[2] for item in self.items.values()]
         for n, name in enumerate(self.excluded if isinstance(self.excluded, list) else [None]):
             if name not in known or name in self.excluded[:n]:  # also refuses '' and what is not text
                 raise PricingError("bad_price_list", "points: excluded must list item categories, each once: %r" % (name,))
 
-    def item(self, item_id: int) -> dict:
-        """The item with this id, or PricingError('unknown_item')."""
+    def item(self, item_id: int) -> tuple:
+        """(price, discountable, category) of the item with this id, or PricingError('unknown_item')."""
         found = self.items.get(item_id)
         if found is None:
             raise PricingError("unknown_item", "item %r is not on price list v%d" % (item_id, self.version))
@@ -112,11 +110,11 @@ class PriceList:
     def discount_bps(self, tier: int) -> int:
         """The tier's discount; an unknown tier gets none rather than refusing the member."""
         found = self.tiers.get(tier)
-        return found["discount_bps"] if found else 0
+        return found[1] if found else 0
 
     def tier_name(self, tier: int) -> str:
         found = self.tiers.get(tier)
-        return found["name"] if found else "Tier %d" % tier
+        return found[0] if found else "Tier %d" % tier
 
 
 def quote(price_list: PriceList, lines: list, tier: int) -> dict:
@@ -132,13 +130,13 @@ def quote(price_list: PriceList, lines: list, tier: int) -> dict:
     for item_id, qty in lines:
         if type(qty) is not int or qty < 1 or qty > MAX_QTY:
             raise PricingError("bad_quantity", "quantity must be 1 to %d, got %r" % (MAX_QTY, qty))
-        item = price_list.item(item_id)
-        amount = item["price"] * qty
-        priced.append({"item": item_id, "qty": qty, "price": item["price"]})
+        price, can_discount, category = price_list.item(item_id)
+        amount = price * qty
+        priced.append({"item": item_id, "qty": qty, "price": price})
         subtotal += amount
-        if item["discountable"]:
+        if can_discount:
             discountable += amount
-        if item["category"] in price_list.excluded:
+        if category in price_list.excluded:
             excluded += amount
     bps = price_list.discount_bps(tier)
     discount = apply_bps(discountable, bps)
@@ -162,7 +160,7 @@ def earn_points(price_list: PriceList, paid: int, total: int, excluded: int, tie
     """
     base = min(paid, max(0, total - excluded))
     found = price_list.tiers.get(tier)  # an unknown tier earns x1
-    return base * price_list.earn_per_100 * (found["points_bps"] if found else BPS) // (100 * BPS)
+    return base * price_list.earn_per_100 * (found[2] if found else BPS) // (100 * BPS)
 
 
 def settle(price_list: PriceList, total: int, balance: int, points: int, redeem_points: int, use_stored_value: bool,

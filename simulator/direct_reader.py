@@ -6,7 +6,8 @@ For scenarios that issue many cards and want it fast; the PC/SC path itself is w
 
 from __future__ import annotations
 
-from firmware.reader import AuthFailed, CardLost, Reader, ReaderError
+from firmware.hal import Reader
+from firmware.reader import AuthFailed, CardLost, ReaderError
 from simulator.mifare_card import CardAccessError, CardHalted, MifareClassic1K
 
 

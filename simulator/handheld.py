@@ -20,6 +20,7 @@ from simulator.network import SimNetwork
 from simulator.pn532_device import VirtualPN532
 from simulator.power import PowerCut, PowerSwitch
 from simulator.serial_uart import SerialUart
+from simulator.shop import read_card_directly
 from simulator.vhal import SimClock, SimDisplay, SimFlash, SimKeypad
 
 MAX_POLLS = 200
@@ -44,6 +45,15 @@ def provision(flash: SimFlash, device_id: str, master: bytes, price_list: dict |
     return json.loads(flash.read(CONFIG) or b"{}")
 
 
+def coupon_presses(slots: list, coupon_id: int) -> int:
+    """COUPON presses on the confirm screen that pick the coupon coupon_id (0: it is not in slots).
+
+    Each press picks the next slot that holds a coupon, as the firmware does (terminal._confirm_key).
+    """
+    held = [c[0] for c in slots if c is not None]
+    return held.index(coupon_id) + 1 if coupon_id in held else 0
+
+
 class LinkSwitch(Protocol):
     """The shop's network as a handheld sees it: up or down."""
 
@@ -58,6 +68,11 @@ class Handheld:
     switch: PowerSwitch
     clock: SimClock
     network: LinkSwitch
+    master: bytes  # HQ's master key: the driver reads a card's coupon slots as the handheld does
+    # What the last sell() saw: the confirm screen's coupon line after its COUPON presses ("" when none), and
+    # the screen the sale ended on before the card was taken away (the receipt: "PAID 12.34 #57").
+    coupon_said: str = ""
+    ended_on: tuple[str, ...] = ()
 
     @property
     def state(self) -> str:
@@ -103,14 +118,21 @@ class Handheld:
         redeem_points: bool = False,
         pay_cash: bool = False,
         cancel: bool = False,
+        coupon: int = 0,
     ) -> str:
-        """Ring up a sale as staff would; the state the handheld ends in (receipt when sold)."""
+        """Ring up a sale as staff would; the state the handheld ends in (receipt when sold).
+
+        coupon: the id of the card's coupon to use: COUPON is pressed until it is picked (none when the card,
+        as read at this tap, does not hold it: a coupon action applied at the tap may have taken its slot).
+        """
+        self.coupon_said, self.ended_on = "", ()
         self.tap(card)
         self.run()
         if self.state != sale.ITEMS:
             self.remove_card()
             self.run()
             return self.state
+        presses = coupon_presses(read_card_directly(card, self.master)["slots"], coupon) if coupon else 0
         for item, qty in lines:
             self.press(*(f"{qty}*{item}" if qty != 1 else str(item)), "ENTER")
         self.press("CANCEL" if cancel else "OK")
@@ -119,9 +141,14 @@ class Handheld:
                 self.press("POINTS")
             if pay_cash:
                 self.press("CASH")
+            if presses:
+                self.press(*["COUPON"] * presses)
+                self.run()  # the confirm screen's last line says what the picked coupon does, or why it is refused
+                self.coupon_said = self.lines[-1] if self.lines else ""
             self.press("OK")
         self.run()
         final = self.state
+        self.ended_on = tuple(self.lines)
         self.remove_card()
         self.run()
         return final
@@ -146,6 +173,7 @@ class VirtualHandheld(Handheld):
         network_up: bool = True,
     ) -> None:
         self.device_id = device_id
+        self.master = master
         self.switch = PowerSwitch()
         self.flash = SimFlash(Path(root) / device_id, self.switch)
         self.network = SimNetwork(up=network_up)
@@ -251,4 +279,4 @@ def committed_sales(journal: Journal) -> list[dict]:
     return [sales[seq] for seq in committed if seq in sales]  # outcomes settle card actions too
 
 
-__all__ = ["VirtualHandheld", "committed_sales", "PowerCut"]
+__all__ = ["VirtualHandheld", "committed_sales", "coupon_presses", "PowerCut"]

@@ -77,6 +77,7 @@ class MicroHandheld(Handheld):
         romfs: Path | None = None,
     ) -> None:
         self.device_id = device_id
+        self.master = master
         self.switch = PowerSwitch()
         self.flash = SimFlash(Path(root) / device_id, self.switch)
         provision(self.flash, device_id, master, price_list, mqtt)

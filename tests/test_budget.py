@@ -34,3 +34,16 @@ def test_the_shift_completes_in_a_96k_heap_running_in_place_from_romfs(budget):
     assert budget["checks"]["shift_completes_in_96k_heap"], budget
     assert budget["figures"]["heap_size_bytes"] == 96 * 1024
     assert budget["figures"]["heap_peak_bytes"] <= 96 * 1024
+
+
+def test_a_shift_where_every_card_carries_coupons_is_measured(budget):
+    # HQ issued every card two coupons (card actions over the real downlink); a quarter of the sales use one.
+    figures = budget["figures"]
+    assert budget["checks"]["synced"] and figures["sales_coupons"] == 40
+    assert figures["coupon_sales"] == 10 and budget["checks"]["coupons_used"], figures
+    assert figures["heap_peak_bytes"] < figures["heap_peak_coupons_bytes"] <= figures["heap_size_coupons_bytes"]
+
+
+def test_the_coupon_shift_completes_in_a_96k_heap(budget):
+    assert budget["checks"]["shift_with_coupons_completes_in_96k_heap"], budget["problems"]
+    assert budget["figures"]["heap_peak_coupons_bytes"] <= 90 * 1024  # room to spare: 6 KiB

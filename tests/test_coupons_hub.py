@@ -7,13 +7,14 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlmodel import Session, func, select
+from sqlmodel import Session, col, func, select
 
 from firmware import sale
-from hub import coupons, refunds
+from hub import cards, coupons, issuance, refunds
 from hub.app import create_app
 from hub.auth import ADMIN, SHOP_MANAGER, new_login
 from hub.cli import main as hub_cli
+from hub.cli_cards import make_card_batch
 from hub.downlinks import latest_versions, messages
 from hub.models import (
     Anomaly,
@@ -30,8 +31,10 @@ from hub.models import (
 )
 from hub.models import Shop as Shop_
 from protocol import downlink as dl
+from simulator.direct_reader import DirectReader
 from simulator.mifare_card import MifareClassic1K
-from tests.test_points_card import CARD_1, Shop
+from simulator.shop import read_card_directly
+from tests.test_points_card import CARD_1, MASTER, Shop
 
 
 class CouponShop(Shop):
@@ -214,3 +217,63 @@ def test_the_coupon_api_and_cli(shop, tmp_path, monkeypatch, capsys):
         entry = db.exec(select(AuditEntry).where(AuditEntry.entity == "coupon")).first()
         assert entry is not None and json.loads(entry.after)["member_id"] == 1
         assert db.get(Member, 1) is not None
+
+
+def test_a_replacement_card_gets_the_unused_coupons_and_a_late_use_of_the_old_copy_voids_or_flags_the_new(shop):
+    fixed, percent = template(shop, min_spend=0), template(shop, name="10 %", kind="percent", value=1000, min_spend=0)
+    with Session(shop.engine) as db:
+        a = coupons.issue(db, "hq", shop.now, fixed, 1).id
+        b = coupons.issue(db, "hq", shop.now, percent, 1).id
+        db.commit()
+    deliver(shop)
+    shop.tap(shop.card1)  # A and B are on the old card
+    shop.sync()
+    with Session(shop.engine) as db:
+        assert [c["state"] for c in coupons.coupons(db, 1)] == ["on card", "on card"]
+        last_day = db.exec(select(Coupon.valid_until).where(Coupon.id == a)).one()
+        assert coupons.movable(db, CARD_1, last_day + 1) == []  # not once past their dates
+        # Lost without a replacement: the coupons stay where they are.
+        cards.mark_lost(db, "hq", shop.now, CARD_1)
+        db.commit()
+        assert [c.moved_to for c in db.exec(select(Coupon))] == [None, None]
+    make_card_batch(shop.engine, "9100", 1, 1, 0)
+    reader = DirectReader()
+    new_card = MifareClassic1K.blank(bytes.fromhex("71727374"))
+    reader.insert(new_card)
+    second = issuance.replace(shop.engine, reader, MASTER, shop.now, "hq", CARD_1).card["card_no"]
+    with Session(shop.engine) as db:
+        moved = {c.id: c for c in db.exec(select(Coupon))}
+        a2, b2 = moved[a].moved_to, moved[b].moved_to
+        assert a2 and b2 and (moved[a2].card_no, moved[b2].card_no) == (second, second)
+        assert [(moved[n].kind, moved[n].value, moved[n].valid_from, moved[n].valid_until) for n in (a2, b2)] == [
+            (moved[n].kind, moved[n].value, moved[n].valid_from, moved[n].valid_until) for n in (a, b)]
+        assert {c["id"]: c["state"] for c in coupons.coupons(db, 1)} == {a: "moved", b: "moved", a2: "issued", b2: "issued"}
+        actions = db.exec(select(CardAction).where(CardAction.card_no == second, CardAction.kind == "coupon")).all()
+        assert sorted(f"coupon {n} (moved from {o})" for n, o in ((a2, a), (b2, b))) == sorted(x.note for x in actions)
+
+    # A handheld that has not heard of the replacement sells on the old card with A; it syncs before A's copy
+    # reached the new card: the copy is voided and never goes on the card. Nothing to look at.
+    shown, state = sell(shop, shop.card1, [(101, 1)])
+    assert state == sale.RECEIPT and shown[3] == "Coupon -2.50", shown
+    shop.sync()
+    with Session(shop.engine) as db:
+        assert db.exec(select(Anomaly).where(col(Anomaly.code).like("coupon%"))).all() == []
+        assert {c["id"]: c["state"] for c in coupons.coupons(db, 1)}[a2] == "void"
+        copy = db.get(Coupon, a2)
+        assert copy is not None and db.get(CardAction, copy.action_id).state == "cancelled"  # type: ignore[union-attr]
+    deliver(shop)
+    shop.tap(new_card)
+    shop.sync()
+    assert [s[0] if s else None for s in read_card_directly(new_card, MASTER)["slots"]] == [b2, None]
+
+    # B is used on the new card, then the old card's B too, on a handheld that had not heard: used twice.
+    assert sell(shop, new_card, [(101, 2)])[0][3] == "Coupon -0.50"
+    shop.sync()
+    assert sell(shop, shop.card1, [(101, 2)], coupon_presses=2)[0][3] == "Coupon -0.50"  # A is used: B
+    shop.sync()
+    with Session(shop.engine) as db:
+        flagged = db.exec(select(Anomaly).where(col(Anomaly.code).like("coupon%"))).all()
+        assert [x.code for x in flagged] == ["coupon_used_after_move"]
+        assert f"coupon {b} moved to coupon {b2} on card {second}" in flagged[0].detail and "used twice" in flagged[0].detail
+        assert {c["id"]: c["state"] for c in coupons.coupons(db, 1)} == {a: "redeemed", b: "redeemed", a2: "void",
+                                                                       b2: "redeemed"}

@@ -130,8 +130,9 @@ def test_a_wrong_key_is_auth_failed_and_select_wakes_the_card(desk: DeskCard, re
     # A card of another fleet: our keys fail, the transport key too.
     service = CardService(reader, master_key(random.Random(7)))
     assert service.present() == UID
-    with pytest.raises(layout.UnknownCard):
+    with pytest.raises(layout.CardError) as refused:
         service.read(UID)
+    assert refused.value.code == "unknown_card"
 
 
 def test_a_refused_write_is_not_a_lost_card(desk: DeskCard, reader: DeskReader) -> None:

@@ -94,6 +94,21 @@ def test_pending_actions_after_the_device_version_go_down(engine):
         assert dl.decode_actions(payload)[2] == [[tier.id, B, 1, "tier", 0, 0, 2]]
 
 
+def test_coupon_actions_go_in_messages_of_at_most_512_bytes_that_chain():
+    # Twelve coupon actions (~90 bytes of JSON each) would be one ~1 KB message: a handheld with a nearly
+    # full heap may find no free block that big, so they go in several, each under ACTIONS_BYTES, all of them.
+    pending = [CardAction(id=n, card_no=f"90000000000000{n:02d}", number=1 + n % 2, kind="coupon", created=0)
+               for n in range(1, 13)]
+    coupons = {n: [1000 + n, 1 + n % 2, 300 if n % 2 else 1000, 0, 20000, 20030] for n in range(1, 13)}
+    messages = downlinks.actions_messages(0, 15, pending, coupons)
+    decoded = [dl.decode_actions(payload) for _to, payload in messages]
+    assert len(messages) > 1 and all(len(payload) <= downlinks.ACTIONS_BYTES for _to, payload in messages)
+    assert [to for to, _p in messages] == [to for _f, to, _a in decoded] and decoded[-1][1] == 15
+    assert [f for f, _t, _a in decoded] == [0] + [t for _f, t, _a in decoded[:-1]]  # each starts where the last ended
+    assert [a[0] for _f, _t, rows in decoded for a in rows] == list(range(1, 13))
+    assert [a[7] for _f, _t, rows in decoded for a in rows] == [coupons[n] for n in range(1, 13)]
+
+
 def test_a_newer_price_list_of_its_own_shop_goes_down(engine):
     with Session(engine) as db:
         for shop, version in (("north", 1), ("north", 2), ("south", 1)):

@@ -30,7 +30,7 @@ def hub(env, *args):
 def login(port, user, password):
     client = MQTTClient(Network(), SimClock(), user, "127.0.0.1", port, user=user, password=password)
     client.connect(clean_session=True)
-    client.disconnect()
+    client.close()
 
 
 def test_device_add_and_list(env):

