@@ -68,10 +68,16 @@ def build_sim_image(out: Path) -> Path:
     return bundle / "firmware.romfs"
 
 
-def _hq_issues_cards_with_coupons(stack: Stack, rng: random.Random, master: bytes, now: int) -> list[MifareClassic1K]:
-    """HQ issues six members their cards at the desk (hub.issuance) and each card two coupons (card actions)."""
+def _hq_issues_cards_with_coupons(
+    stack: Stack, rng: random.Random, master: bytes, now: int
+) -> tuple[list[MifareClassic1K], dict[int, list[int]]]:
+    """HQ issues six members their cards at the desk (hub.issuance) and each card two coupons (card actions).
+
+    The cards, and {id(card): its coupon ids in the order they fill its slots}.
+    """
     desk = DirectReader()
     chips = []
+    held: dict[int, list[int]] = {}
     with Session(stack.engine) as db:
         hq_cards.make_batch(db, "hq", now, "9000", 1, 6)
         fixed = coupons.add_template(db, "hq", now, "3.00 off", "fixed", 300)
@@ -89,29 +95,10 @@ def _hq_issues_cards_with_coupons(stack: Stack, rng: random.Random, master: byte
               password="budget-shift-1")
         desk.remove()
         with Session(stack.engine) as db:
-            for t in templates:
-                coupons.issue(db, "hq", now, t, member_id)
+            held[id(chip)] = [coupons.issue(db, "hq", now, t, member_id).id or 0 for t in templates]
             db.commit()
         chips.append(chip)
-    return chips
-
-
-def _sell(handheld: MicroHandheld, card: MifareClassic1K, lines: list[tuple[int, int]], keys: list[str]) -> str:
-    """Ring up a sale, press keys on the confirm screen (POINTS, COUPON), pay; the state it ends in."""
-    handheld.tap(card)
-    handheld.run()
-    if handheld.state != sale.ITEMS:
-        handheld.remove_card()
-        handheld.run()
-        return handheld.state
-    for item, qty in lines:
-        handheld.press(*(f"{qty}*{item}" if qty != 1 else str(item)), "ENTER")
-    handheld.press("OK", *keys, "OK")
-    handheld.run()
-    final = handheld.state
-    handheld.remove_card()
-    handheld.run()
-    return final
+    return chips, held
 
 
 def _shift(tmp: Path, image: Path, heap: str, device_id: str, sales: int, seed: int, say: Say,
@@ -121,8 +108,9 @@ def _shift(tmp: Path, image: Path, heap: str, device_id: str, sales: int, seed: 
     master = master_key(rng)
     clock = SimClock()
     with Stack(tmp / "stack", master) as stack:
+        held: dict[int, list[int]] = {}
         if with_coupons:
-            cards = _hq_issues_cards_with_coupons(stack, rng, master, clock.time())
+            cards, held = _hq_issues_cards_with_coupons(stack, rng, master, clock.time())
         else:
             cards = [member_card(rng, master, n + 1, 20000, 100, n % 3) for n in range(6)]
         mqtt = stack.register(device_id, "shop-1")
@@ -137,12 +125,12 @@ def _shift(tmp: Path, image: Path, heap: str, device_id: str, sales: int, seed: 
             for n in range(sales):
                 lines = [(rng.choice([101, 102, 103, 201, 202, 301]), rng.randint(1, 3)) for _ in range(rng.randint(1, 4))]
                 card = rng.choice(cards)
-                keys = ["POINTS"] if n % 5 == 0 else []
+                coupon = 0
                 if with_coupons and n % COUPON_EVERY == 1:
-                    # COUPON picks the card's next coupon: past the ones this card has used already.
+                    # The card's next coupon it has not used yet (none once it used both: the sale goes on without).
                     used[id(card)] = used.get(id(card), 0) + 1
-                    keys += ["COUPON"] * used[id(card)]
-                if _sell(handheld, card, lines, keys) == sale.RECEIPT:
+                    coupon = (held[id(card)] + [0, 0])[used[id(card)] - 1]
+                if handheld.sell(card, lines, redeem_points=n % 5 == 0, coupon=coupon) == sale.RECEIPT:
                     sold += 1
                 handheld.clock.advance(60)
                 for _ in range(5):
