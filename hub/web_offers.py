@@ -24,7 +24,7 @@ from hub.auth import ADMIN, SHOP_MANAGER, Gate, Principal
 from hub.forms import back, commit, dropdown, message, show, text_input
 from hub.masterdata import MasterDataError, parse_money
 from hub.members import MemberError, get_member, parse_tags
-from hub.models import Coupon, CouponTemplate, Member, Plan, PlanRun, Product
+from hub.models import Badge, Coupon, CouponTemplate, Member, Plan, PlanRun, Product
 from hub.pages import table, td, when
 from hub.refusal import Refusal
 from hub.web_master import parse_whole, percent
@@ -100,6 +100,35 @@ def plan_json(text: str) -> Any:
     except json.JSONDecodeError as exc:
         raise plan_rules.PlanError("bad_json", f"the plan is not JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") \
             from None
+
+
+def plan_text(plan: Plan) -> str:
+    """The plan's document as the forms show it, to edit."""
+    return json.dumps(json.loads(plan.body), indent=1, sort_keys=True)
+
+
+def switch_to(text: str) -> bool:
+    """The on/off form's value: '1' on, '0' off."""
+    if text not in ("0", "1"):
+        raise plan_rules.PlanError("bad_active", f"active must be 1 (on) or 0 (off), got {text!r}")
+    return text == "1"
+
+
+def read_at_least(fact: str, text: str) -> int:
+    """The badge's mark as typed: an amount like 100.00 for spend (-> cents), a whole number for the other facts."""
+    if not text.strip():
+        raise badge_rules.BadgeError("bad_number", "at least: give the mark the fact must reach, like 5")
+    if fact != "spend":
+        return parse_whole(text, "at least")
+    try:
+        return parse_money(text)
+    except MasterDataError as exc:
+        raise badge_rules.BadgeError("bad_number", f"at least: {exc.message}") from None
+
+
+def mark_text(fact: str, mark: int) -> str:
+    """A badge's mark as people read it: spend in money, the rest as counts."""
+    return format_money(mark) if fact == "spend" else str(mark)
 
 
 def shown_value(kind: str, value: int, items: dict[int, str]) -> str:
@@ -226,13 +255,41 @@ def plans_table(db: Session) -> str:
     return table("plans", head, rows, "No plans yet.")
 
 
-def badges_table(db: Session) -> str:
+def badges_table(db: Session, admin: bool = False) -> str:
     held = badge_rules.holders(db)
-    rows = [[td(b.code), td(b.name), td(b.description or "-"), td(f"{b.fact} at least {b.at_least}"),
-             td("yes" if b.active else "no", cls="on" if b.active else "off"), td(held.get(b.code, 0), True)]
-            for b in badge_rules.all_badges(db)]
-    head = ["Code", "Name", "Description", "Earned when", "Active", "Members"]
-    return table("badges", head, rows, "No badges yet: hub badges set CODE ...")
+    rows = []
+    for b in badge_rules.all_badges(db):
+        row = [td(b.code), td(b.name), td(b.description or "-"), td(f"{b.fact} at least {mark_text(b.fact, b.at_least)}"),
+               td("yes" if b.active else "no", cls="on" if b.active else "off"), td(held.get(b.code, 0), True)]
+        change = f'<td><a href="/admin/plans?badge={escape(b.code)}#badge-form" id="edit-badge-{escape(b.code)}">change</a></td>'
+        rows.append(row + [change] if admin else row)
+    head = ["Code", "Name", "Description", "Earned when", "Active", "Members"] + ([""] if admin else [])
+    return table("badges", head, rows, "No badges yet.")
+
+
+def badge_form(values: dict[str, str]) -> str:
+    """Define a badge, or change one by its code (members keep those already granted)."""
+    facts = [(f, f"{f}: {meaning}") for f, meaning in badge_rules.FACTS.items()]
+    on = " checked" if values.get("active", "1") else ""
+    return f"""<form method="post" action="/admin/badges" id="badge-form">
+{text_input("Code (a-z, 0-9, -; an existing code changes that badge)", "code", values.get("code", ""), "required",
+            "badge-code")}
+{text_input("Name", "name", values.get("name", ""), "required", "badge-name")}
+{text_input("Description", "description", values.get("description", ""), "", "badge-description")}
+{dropdown("Earned when", "fact", facts, values.get("fact", "purchases"), "badge-fact")}
+{text_input("reaches at least (spend: an amount like 500.00)", "at_least", values.get("at_least", ""), "",
+            "badge-at-least")}
+<label><input type="checkbox" name="active" id="badge-active" value="1"{on}> Active (earned from now on)</label>
+<button id="save-badge">Save badge</button></form>"""
+
+
+def badge_values(db: Session, code: str) -> dict[str, str]:
+    """The badge form filled in with badge code's fields (empty when there is no such badge)."""
+    found = db.get(Badge, code) if code else None
+    if found is None:
+        return {}
+    return {"code": found.code, "name": found.name, "description": found.description, "fact": found.fact,
+            "at_least": mark_text(found.fact, found.at_least), "active": "1" if found.active else ""}
 
 
 def rerun_buttons(plan_id: int, run_id: int) -> str:
@@ -353,25 +410,28 @@ def offers_pages(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:
     # -- plans and badges --
 
     def plans_page(db: Session, who: Principal, notice: str = "", error: str = "", form: dict[str, str] | None = None,
-                   status: int = 200) -> HTMLResponse:
+                   status: int = 200, badge: dict[str, str] | None = None) -> HTMLResponse:
         values = form or {"name": "", "plan": EXAMPLE_PLAN}
+        admin = who.role == ADMIN
         add = f"""<h2>Add a plan</h2>
 <form method="post" action="/admin/plans" id="plan-form">
 {text_input("Name", "name", values["name"], "required", "plan-name")}
 <label>The plan (JSON)<br><textarea name="plan" id="plan-json" rows="8" cols="90">{escape(values["plan"])}</textarea>
 </label><p class="muted">{escape(PLAN_HELP)}</p>
-<button id="add-plan">Add plan</button></form>""" if who.role == ADMIN else ""
+<button id="add-plan">Add plan</button></form>""" if admin else ""
+        define = f"<h3>Define or change a badge</h3>{badge_form(badge or {})}" if admin else ""
         body = f"""<h1>Targeted plans</h1>{message(notice, error)}
 <p class="muted"><a href="/admin/offers">Coupons</a></p>
 {plans_table(db)}
 {add}
 <h2>Badges</h2>
 <p class="muted">Achievements shown to members; they have no money value.</p>
-{badges_table(db)}"""
+{badges_table(db, admin)}
+{define}"""
         return show("Plans", body, who, status)
 
     def plan_page(db: Session, who: Principal, plan: Plan, notice: str = "", error: str = "",
-                  status: int = 200) -> HTMLResponse:
+                  status: int = 200, edit: dict[str, str] | None = None) -> HTMLResponse:
         doc = json.loads(plan.body)
         details = table("plan", ["Version", "State", "Made", "By", "Responses counted for"], [[
             td(plan.version, True), td("on" if plan.active else "off", cls="on" if plan.active else "off"),
@@ -390,11 +450,25 @@ def offers_pages(db_dependency: Callable[..., Any], gate: Gate) -> APIRouter:
 <p class="muted">A re-run reaches the members of a run who bought within {doc['response_days']} days after it or
 redeemed a coupon it granted (or the others); the audience is not applied again. Each run below can be re-run too.</p>
 """ if who.role == ADMIN else ""
+        values = edit or {"name": plan.name, "plan": plan_text(plan)}
+        state = f"""<form class="inline" method="post" action="/admin/plans/{plan.id}/active" id="switch-form">
+<input type="hidden" name="active" value="{0 if plan.active else 1}">
+<button id="switch-plan">{"Switch off" if plan.active else "Switch on"}</button></form>
+<span class="muted">An off plan keeps its runs but runs no more (on schedule, on events or by hand) until
+switched on.</span>"""
+        change = f"""<h2>Change</h2>
+{state}
+<form method="post" action="/admin/plans/{plan.id}/edit" id="edit-form">
+{text_input("Name", "name", values["name"], "required", "edit-name")}
+<label>The plan (JSON)<br><textarea name="plan" id="edit-json" rows="10" cols="90">{escape(values["plan"])}</textarea>
+</label><p class="muted">{escape(PLAN_HELP)} Saving makes the next version; runs keep the version they used.</p>
+<button id="save-plan">Save as the next version</button></form>""" if who.role == ADMIN else ""
         body = f"""<p><a href="/admin/plans">&larr; Plans</a></p>
 <h1 id="plan-title">Plan {plan.id}: {escape(plan.name)}</h1>{message(notice, error)}
 {details}
 <pre id="plan-body">{escape(json.dumps(doc, indent=1, sort_keys=True))}</pre>
 {run}
+{change}
 <h2>Runs</h2>
 {runs_table(db, plan.id, who.role == ADMIN)}"""
         return show(f"Plan {plan.id}: {plan.name}", body, who, status)
@@ -404,8 +478,8 @@ redeemed a coupon it granted (or the others); the audience is not applied again.
         return show("No such plan", body, who, exc.status)
 
     @web.get("/admin/plans", response_class=HTMLResponse)
-    def plans(db: Db, who: Staff, notice: str = "") -> HTMLResponse:
-        return plans_page(db, who, notice)
+    def plans(db: Db, who: Staff, notice: str = "", badge: str = "") -> HTMLResponse:
+        return plans_page(db, who, notice, badge=badge_values(db, badge))
 
     @web.post("/admin/plans")
     def add_plan(db: Db, who: Admin, name: Text = "", plan: Text = "") -> Response:
@@ -421,6 +495,57 @@ redeemed a coupon it granted (or the others); the audience is not applied again.
         except Refusal as exc:
             return missing_plan(who, exc)
         return plan_page(db, who, found, notice)
+
+    def after_change(db: Session, who: Principal, plan_id: int, work: Callable[[], Plan], said: Callable[[Plan], str],
+                     edit: dict[str, str] | None = None) -> Response:
+        """Make the plan's next version with work(); its page with the notice said(new), or the reason and the form."""
+        try:
+            version = plan_rules.current_plan(db, plan_id).version
+        except Refusal as exc:
+            return missing_plan(who, exc)
+        new, error = commit(db, work)
+        if error:
+            return plan_page(db, who, plan_rules.current_plan(db, plan_id), error=error.message, status=error.status,
+                             edit=edit)
+        if new.version == version:  # hub.plans makes no version for the same plan again
+            return back(f"/admin/plans/{plan_id}", f"Plan {plan_id} unchanged: it is as version {version} already.")
+        return back(f"/admin/plans/{plan_id}", said(new))
+
+    @web.post("/admin/plans/{plan_id}/active")
+    def switch(plan_id: int, db: Db, who: Admin, active: Text = "") -> Response:
+        def work() -> Plan:
+            return plan_rules.change_plan(db, who.name, now(), plan_id, active=switch_to(active))
+
+        def said(new: Plan) -> str:
+            return f"Plan {plan_id} switched {'on' if new.active else 'off'} (version {new.version})."
+
+        return after_change(db, who, plan_id, work, said)
+
+    @web.post("/admin/plans/{plan_id}/edit")
+    def edit(plan_id: int, db: Db, who: Admin, name: Text = "", plan: Text = "") -> Response:
+        def work() -> Plan:
+            return plan_rules.change_plan(db, who.name, now(), plan_id, name, plan_json(plan))
+
+        def said(new: Plan) -> str:
+            return f"Plan {plan_id} saved as version {new.version}."
+
+        return after_change(db, who, plan_id, work, said, {"name": name, "plan": plan})
+
+    @web.post("/admin/badges")
+    def save_badge(db: Db, who: Admin, code: Text = "", name: Text = "", fact: Text = "", at_least: Text = "",
+                   description: Text = "", active: Text = "") -> Response:
+        form = {"code": code, "name": name, "fact": fact, "at_least": at_least, "description": description,
+                "active": active}
+
+        def work() -> Badge:
+            return badge_rules.save_badge(db, who.name, now(), code.strip(), name, fact, read_at_least(fact, at_least),
+                                          description.strip(), bool(active))
+
+        saved, error = commit(db, work)
+        if error:
+            return plans_page(db, who, error=error.message, badge=form, status=error.status)
+        return back("/admin/plans", f"Badge {saved.code} saved: {saved.fact} at least {mark_text(saved.fact, saved.at_least)}"
+                    + ("." if saved.active else " (inactive)."))
 
     def after_run(db: Session, who: Principal, plan_id: int, work: Callable[[], PlanRun]) -> Response:
         try:

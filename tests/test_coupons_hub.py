@@ -16,6 +16,7 @@ from hub.auth import ADMIN, SHOP_MANAGER, new_login
 from hub.cli import main as hub_cli
 from hub.cli_cards import make_card_batch
 from hub.downlinks import latest_versions, messages
+from hub.ingest import Ingestor
 from hub.models import (
     Anomaly,
     AuditEntry,
@@ -24,6 +25,7 @@ from hub.models import (
     CouponGrant,
     CouponTemplate,
     Device,
+    LedgerEntry,
     Member,
     MemberTag,
     Product,
@@ -31,10 +33,12 @@ from hub.models import (
 )
 from hub.models import Shop as Shop_
 from protocol import downlink as dl
+from protocol.sync import encode_batch
 from simulator.direct_reader import DirectReader
+from simulator.handheld import VirtualHandheld
 from simulator.mifare_card import MifareClassic1K
-from simulator.shop import read_card_directly
-from tests.test_points_card import CARD_1, MASTER, Shop
+from simulator.shop import PRICE_LIST, read_card_directly
+from tests.test_points_card import CARD_1, DAY, MASTER, Shop
 
 
 class CouponShop(Shop):
@@ -277,3 +281,90 @@ def test_a_replacement_card_gets_the_unused_coupons_and_a_late_use_of_the_old_co
         assert f"coupon {b} moved to coupon {b2} on card {second}" in flagged[0].detail and "used twice" in flagged[0].detail
         assert {c["id"]: c["state"] for c in coupons.coupons(db, 1)} == {a: "redeemed", b: "redeemed", a2: "void",
                                                                        b2: "redeemed"}
+
+
+def test_a_late_use_of_the_old_copy_voids_the_copy_on_the_new_card_which_keeps_it_and_its_use_is_flagged(shop):
+    fixed = template(shop, min_spend=0)
+    with Session(shop.engine) as db:
+        a = coupons.issue(db, "hq", shop.now, fixed, 1).id
+        db.commit()
+    deliver(shop)
+    shop.tap(shop.card1)  # A is on the old card
+    shop.sync()
+    # hh-b has the price list and the lease but will hear of nothing below until it syncs at the end.
+    offline = VirtualHandheld("hh-b", shop.tmp_path, MASTER, PRICE_LIST, clock=shop.hh.clock)
+    offline.boot()
+    try:
+        with Session(shop.engine) as db:
+            db.add(Device(id="hh-b", shop="shop-1", password_hash="x", created=0))
+            cards.mark_lost(db, "hq", shop.now, CARD_1)
+            db.commit()
+        make_card_batch(shop.engine, "9100", 1, 1, 0)
+        reader = DirectReader()
+        new_card = MifareClassic1K.blank(bytes.fromhex("71727374"))
+        reader.insert(new_card)
+        second = issuance.replace(shop.engine, reader, MASTER, shop.now, "hq", CARD_1).card["card_no"]
+        with Session(shop.engine) as db:
+            a2 = db.exec(select(Coupon.moved_to).where(Coupon.id == a)).one()
+        assert a2
+
+        # The old card turns up at hh-b, offline: the card still holds A, and the sale uses it.
+        shown, state = sell(shop, shop.card1, [(101, 2)], hh=offline)
+        assert state == sale.RECEIPT and shown[3] == "Coupon -3.00", shown
+
+        # Meanwhile the new card taps at hh-a: A's copy goes into a slot, and the hub hears so.
+        deliver(shop)
+        shop.tap(new_card)
+        shop.sync()
+        assert [s[0] if s else None for s in read_card_directly(new_card, MASTER)["slots"]] == [a2, None]
+        with Session(shop.engine) as db:
+            assert {c["id"]: c["state"] for c in coupons.coupons(db, 1)} == {a: "moved", a2: "on card"}
+            ledger_before = {e.id for e in db.exec(select(LedgerEntry))}
+            new_before = shop.hub(second)
+
+        # hh-b syncs at last: the sale stands and A is redeemed; the copy is voided at the hub, the card keeps it.
+        entries = [data for _seq, data in offline.journal().entries()]
+        Ingestor(shop.engine, now=lambda: shop.now).ingest([("hh-b", encode_batch(entries))])
+        with Session(shop.engine) as db:
+            late = db.exec(select(Sale).where(Sale.device_id == "hh-b")).one()
+            assert (late.card_no, late.coupon, late.coupon_value, late.total, late.state) == (CARD_1, a, 300, 200,
+                                                                                              "committed")
+            flagged = db.exec(select(Anomaly).where(col(Anomaly.code).like("coupon%"))).all()
+            assert [x.code for x in flagged] == ["coupon_used_after_move"]
+            assert f"coupon {a} moved to coupon {a2} on card {second}" in flagged[0].detail
+            assert f"{a2} is on the new card already" in flagged[0].detail and "used twice" not in flagged[0].detail
+            assert {c["id"]: c["state"] for c in coupons.coupons(db, 1)} == {a: "redeemed", a2: "void"}
+            copy = db.get(Coupon, a2)
+            assert copy is not None and db.get(CardAction, copy.action_id).state == "applied"  # type: ignore[union-attr]
+            # The ledger got what any late sale of a replaced card gets (its postings, then the old card settled
+            # to the new one as a transfer, docs/cards.md) and nothing else: voiding the copy moves no money.
+            added = {(e.device_id, e.card_no, e.account, e.amount) for e in db.exec(select(LedgerEntry))
+                     if e.id not in ledger_before}
+            assert added == {("hh-b", CARD_1, "stored_value", -200), ("hh-b", CARD_1, "revenue", 200),
+                             ("hh-b", CARD_1, "points", 2),
+                             ("hq", CARD_1, "stored_value", 200), ("hq", CARD_1, "points", -2)}
+            transfer = db.exec(select(CardAction).where(CardAction.card_no == second, CardAction.kind == "transfer")).one()
+            assert (transfer.amount, transfer.points, transfer.state) == (-200, 2, "pending")
+            assert coupons.held(db, second, shop.now // DAY) == 1  # the card keeps the slot: it counts for card_full
+        assert shop.hub(CARD_1) == (0, 0) and shop.hub(second) == new_before
+
+        # The member uses the voided copy on the new card anyway (the card decides): the sale stands, flagged.
+        deliver(shop)  # the transfer, too
+        shown, state = sell(shop, new_card, [(101, 2)])
+        assert state == sale.RECEIPT and shown[3] == "Coupon -3.00", shown
+        shop.sync()
+        with Session(shop.engine) as db:
+            used = db.exec(select(Anomaly).where(Anomaly.code == "coupon_void_used")).all()
+            assert len(used) == 1 and f"coupon {a2} was voided" in used[0].detail
+            device, seq = shop.last_sale()
+            assert f"{device} #{seq}" in used[0].detail
+            s = db.exec(select(Sale).where(Sale.device_id == device, Sale.seq == seq)).one()
+            assert (s.card_no, s.coupon, s.total, s.state) == (second, a2, 200, "committed")
+            assert {c["id"]: c["state"] for c in coupons.coupons(db, 1)} == {a: "redeemed", a2: "redeemed"}
+            assert [x.code for x in db.exec(select(Anomaly).where(col(Anomaly.code).like("coupon%")))] == [
+                "coupon_used_after_move", "coupon_void_used"]
+        # The new card paid 2.00 twice (the transfer of the old card's late sale at this tap, then this sale).
+        purse = shop.on_card(new_card)
+        assert shop.hub(second) == (purse["balance"], purse["points"]) == (new_before[0] - 400, new_before[1] + 4)
+    finally:
+        offline.close()
