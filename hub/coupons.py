@@ -282,13 +282,21 @@ def move_to_card(db: Session, actor: str, now: int, old_card_no: str, new_card_n
     return out
 
 
-def coupons(db: Session, member_id: int | None = None) -> list[dict[str, Any]]:
-    """Coupons, newest first, with whether each reached its card."""
+def count_coupons(db: Session, member_id: int | None = None) -> int:
+    """How many coupons there are (of the member)."""
+    query = select(func.count()).select_from(Coupon)
+    if member_id is not None:
+        query = query.where(Coupon.member_id == member_id)
+    return int(db.exec(query).one())
+
+
+def coupons(db: Session, member_id: int | None = None, limit: int | None = None) -> list[dict[str, Any]]:
+    """Coupons, newest first (the newest `limit`), with whether each reached its card."""
     query = select(Coupon, CardAction.state).outerjoin(CardAction, col(CardAction.id) == col(Coupon.action_id))
     if member_id is not None:
         query = query.where(Coupon.member_id == member_id)
     out = []
-    for c, action_state in db.exec(query.order_by(col(Coupon.id).desc())).all():
+    for c, action_state in db.exec(query.order_by(col(Coupon.id).desc()).limit(limit)).all():
         state = "redeemed" if c.redeemed else "moved" if c.moved_to else "void" if c.voided else "expired" if c.expired \
             else "on card" if action_state == "applied" else "issued"
         out.append(c.model_dump() | {"state": state, "from": show_day(c.valid_from), "until": show_day(c.valid_until)})

@@ -194,8 +194,8 @@ def templates_table(db: Session) -> str:
 
 
 def coupons_table(db: Session, member_id: int | None) -> str:
-    found = coupons.coupons(db, member_id)
-    names = member_names(db, sorted({c["member_id"] for c in found[:COUPON_ROWS]}))
+    found = coupons.coupons(db, member_id, limit=COUPON_ROWS)
+    names = member_names(db, sorted({c["member_id"] for c in found}))
     template_names = {t.id: t.name for t in coupons.templates(db)}
     items = item_names(db)
     rows = [
@@ -203,10 +203,11 @@ def coupons_table(db: Session, member_id: int | None) -> str:
          td(template_names.get(c["template_id"], c["template_id"])), td(shown_value(c["kind"], c["value"], items)),
          td(f"{c['from']} .. {c['until']}"), td(c["state"], cls="state"), td(when(c["issued"])),
          td(f"{when(c['redeemed'])} by {c['redeemed_device']} #{c['redeemed_seq']}" if c["redeemed"] else "-")]
-        for c in found[:COUPON_ROWS]
+        for c in found
     ]
     head = ["Coupon", "Member", "Card", "Template", "Gives", "Valid", "State", "Issued", "Redeemed"]
-    more = f'<p class="muted">The newest {COUPON_ROWS} of {len(found)}.</p>' if len(found) > COUPON_ROWS else ""
+    total = coupons.count_coupons(db, member_id) if len(found) == COUPON_ROWS else len(found)
+    more = f'<p class="muted">The newest {COUPON_ROWS} of {total}.</p>' if total > COUPON_ROWS else ""
     return table("coupons", head, rows, "No coupons.") + more
 
 

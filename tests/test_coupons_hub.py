@@ -139,6 +139,9 @@ def test_issue_to_a_member_and_a_group_redeem_from_the_synced_sale(shop):
         assert (s.coupon, s.coupon_value, s.total, s.state) == (first_id, 300, 840, "committed")
         assert db.exec(select(Anomaly)).all() == []  # the hub's recompute agrees with the handheld
         assert [c["state"] for c in coupons.coupons(db, 1)] == ["on card", "redeemed"]
+        # A long list is read a page at a time: the newest first, and how many there are.
+        assert [c["state"] for c in coupons.coupons(db, 1, limit=1)] == ["on card"]
+        assert coupons.count_coupons(db, 1) == 2 and coupons.count_coupons(db) >= 2
         # A refund gives back what was paid; the coupon stays spent.
         r = refunds.refund_sale(db, "hq", shop.now, device, seq)
         assert (r.total, r.stored_value) == (840, 840) and used.redeemed
