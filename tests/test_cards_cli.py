@@ -128,6 +128,12 @@ def test_sim_desk_reader_blank_serves_a_reader_that_pc_sc_tools_and_the_hub_use(
         tool = (  # what any PC/SC program does: connect to the reader by name, GET UID (FF CA 00 00 00)
             "import sys; from smartcard import scard\n"
             "_, ctx = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)\n"
+            "state = scard.SCARD_STATE_UNAWARE\n"  # wait until pcscd reports the card, as tools do
+            "for _ in range(20):\n"
+            "    rc, states = scard.SCardGetStatusChange(ctx, 500, [(sys.argv[1], state)])\n"
+            "    state = states[0][1] if rc == scard.SCARD_S_SUCCESS else state\n"
+            "    if state & scard.SCARD_STATE_PRESENT:\n"
+            "        break\n"
             "rc, card, proto = scard.SCardConnect(ctx, sys.argv[1], scard.SCARD_SHARE_SHARED, "
             "scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1)\n"
             "pci = scard.SCARD_PCI_T1 if proto == scard.SCARD_PROTOCOL_T1 else scard.SCARD_PCI_T0\n"

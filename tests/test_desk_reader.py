@@ -57,11 +57,31 @@ def test_an_unknown_reader_name_is_a_clear_error(pcscd: pcsc.PrivatePcscd) -> No
     assert "'ACS ACR122U 00 00'" in str(e.value) and repr(pcscd.reader_name) in str(e.value)
 
 
+def wait_until_present(context: int, reader: str, timeout_ms: int = 5000) -> None:
+    """What a PC/SC tool does before connecting: wait until pcscd reports a card in the reader.
+
+    pcscd learns of the card at its next poll of vpcd, so right after the card goes in a
+    connect can still answer SCARD_E_NO_SMARTCARD on a busy machine.
+    """
+    state = scard.SCARD_STATE_UNAWARE
+    deadline = time.monotonic() + timeout_ms / 1000
+    while time.monotonic() < deadline:
+        hresult, states = scard.SCardGetStatusChange(context, 500, [(reader, state)])
+        if hresult == scard.SCARD_S_SUCCESS:
+            state = states[0][1]
+            if state & scard.SCARD_STATE_PRESENT and not state & scard.SCARD_STATE_MUTE:
+                return
+        elif hresult != scard.SCARD_E_TIMEOUT:
+            raise AssertionError(f"SCardGetStatusChange: {scard.SCardGetErrorMessage(hresult)}")
+    raise AssertionError(f"pcscd did not report the card in {reader!r} within {timeout_ms} ms")
+
+
 def test_a_pcsc_tool_sees_an_acr122_with_a_mifare_classic(pcscd: pcsc.PrivatePcscd, desk: DeskCard) -> None:
     desk.insert(MifareClassic1K.blank(UID))
     hresult, context = scard.SCardEstablishContext(scard.SCARD_SCOPE_USER)
     assert hresult == scard.SCARD_S_SUCCESS
     try:
+        wait_until_present(context, pcscd.reader_name)
         hresult, card, protocol = scard.SCardConnect(
             context, pcscd.reader_name, scard.SCARD_SHARE_SHARED, scard.SCARD_PROTOCOL_T0 | scard.SCARD_PROTOCOL_T1
         )
