@@ -89,16 +89,24 @@ def run(args: argparse.Namespace, engine: Engine) -> int:
 def run_change(
     args: argparse.Namespace, engine: Engine, work: Callable[[argparse.Namespace, Session, str, int], list[str]]
 ) -> int:
-    """One CLI change in one transaction, as cli:<unix user>: its lines printed, or why it was refused (exit 2)."""
+    """One CLI change in one transaction, as cli:<unix user>: its lines printed, or why it was refused (exit 2).
+
+    It acts at --at (unix seconds) where the command has one (replaying a day), else now.
+    """
     actor = f"cli:{getpass.getuser()}"
-    now = int(time.time())
+    now = args.at if getattr(args, "at", None) is not None else int(time.time())
+    said = " ".join(w for w in (args.command, getattr(args, "action", None)) if w)
     with Session(engine) as db:
         try:
             out = work(args, db, actor, now)
             db.commit()
         except Refusal as exc:
             db.rollback()
-            print(f"hub {args.command}: {exc.message}", file=sys.stderr)
+            print(f"hub {said}: {exc.message}", file=sys.stderr)
+            return 2
+        except OSError as exc:  # a file the command reads (a plan's JSON, an import): nothing was written
+            db.rollback()
+            print(f"hub {said}: {exc}", file=sys.stderr)
             return 2
     for line in out:
         print(line)

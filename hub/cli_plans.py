@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +12,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from hub import badges, plans, tags, tiers
+from hub.cli_master import run_change
 from hub.models import PlanRun, TierRules
 from hub.notifications import delivery_of_runs
 from hub.refusal import Refusal
@@ -94,22 +93,7 @@ def _json_in(path: Path) -> Any:
 
 def run(args: argparse.Namespace, engine: Engine) -> int:
     """Run one command; a refused change prints why and exits 2, with nothing written."""
-    actor = f"cli:{getpass.getuser()}"
-    now = args.at if getattr(args, "at", None) is not None else int(time.time())
-    with Session(engine) as db:
-        try:
-            out = _run(args, db, actor, now)
-            db.commit()
-        except Refusal as exc:
-            db.rollback()
-            print(f"hub {args.command} {args.action or ''}: {exc.message}", file=sys.stderr)
-            return 2
-        except OSError as exc:
-            print(f"hub {args.command} {args.action or ''}: {exc}", file=sys.stderr)
-            return 2
-    for line in out:
-        print(line)
-    return 0
+    return run_change(args, engine, _run)
 
 
 def _run_line(r: PlanRun, delivery: dict[str, int] | None = None) -> str:
